@@ -1,0 +1,101 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "understudy",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "understudy", targets: ["understudy"]),
+        .executable(name: "kv-v1", targets: ["kv-v1"]),
+        .executable(name: "kv-v2", targets: ["kv-v2"]),
+        .library(name: "UnderstudyKit", targets: ["UnderstudyKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+    ],
+    targets: [
+        // The frames between supervisor and worker.
+        .target(name: "UnderstudyWire"),
+        // The SDK a service author links: service protocol, tracked state, worker runtime.
+        .target(
+            name: "UnderstudyKit",
+            dependencies: [
+                "UnderstudyWire",
+                .product(name: "HashTreeCollections", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The durable journal: segments, fsync policies, snapshots, recovery.
+        .target(
+            name: "UnderstudyJournal",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        // The prediction engine: kernels, GRU/LSTM, baselines, online trainer.
+        .target(name: "UnderstudyPrediction"),
+        // The supervisor: front-end, sequencer, instances, shadowing, transfer, updates, admin.
+        .target(
+            name: "UnderstudySupervisor",
+            dependencies: [
+                "UnderstudyWire",
+                "UnderstudyJournal",
+                "UnderstudyPrediction",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Subprocess", package: "swift-subprocess"),
+            ]
+        ),
+        .executableTarget(
+            name: "understudy",
+            dependencies: [
+                "UnderstudySupervisor",
+                "UnderstudyPrediction",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Example: a Redis-compatible key-value store, versions 1 and 2.
+        .target(name: "KVStore", dependencies: ["UnderstudyKit"], path: "Examples/KVStore"),
+        .executableTarget(name: "kv-v1", dependencies: ["KVStore", "UnderstudyKit"], path: "Examples/kv-v1"),
+        .executableTarget(name: "kv-v2", dependencies: ["KVStore", "UnderstudyKit"], path: "Examples/kv-v2"),
+        // A small counter service with two schema versions, used by the SDK's tests.
+        .executableTarget(name: "test-service", dependencies: ["UnderstudyKit"], path: "Examples/test-service"),
+
+        // A child process for the journal's crash tests: appends with fsync always, reports acks.
+        .executableTarget(
+            name: "journal-crash-writer",
+            dependencies: ["UnderstudyJournal"],
+            path: "Tests/Support/journal-crash-writer"
+        ),
+
+        .testTarget(name: "UnderstudyWireTests", dependencies: ["UnderstudyWire"]),
+        .testTarget(name: "UnderstudyKitTests", dependencies: ["UnderstudyKit", "UnderstudyWire"]),
+        .testTarget(name: "UnderstudyJournalTests", dependencies: ["UnderstudyJournal"]),
+        .testTarget(name: "UnderstudyPredictionTests", dependencies: ["UnderstudyPrediction"]),
+        .testTarget(name: "UnderstudySupervisorTests", dependencies: ["UnderstudySupervisor", "UnderstudyWire"]),
+        .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UnderstudyKit"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["UnderstudySupervisor", "UnderstudyWire", "UnderstudyJournal"]
+        ),
+    ]
+)
+
+for target in package.targets {
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}

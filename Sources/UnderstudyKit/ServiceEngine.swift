@@ -1,0 +1,186 @@
+import UnderstudyWire
+
+/// The message-level core of a worker: takes wire messages, drives the service, emits replies.
+///
+/// ``WorkerRuntime`` wraps it in a socket loop; tests and benchmarks drive it in-process.
+public struct ServiceEngine<Service: UnderstudyService> {
+    /// The service.
+    public let service: Service
+    /// The live state.
+    public private(set) var state: Service.State
+    /// The last sequence number applied.
+    public private(set) var lastSequence: UInt64 = 0
+    /// The journaled time of the last applied input.
+    public private(set) var lastTime: Int64 = 0
+    var forks: [UInt32: Service.State] = [:]
+    var restoreStream: (id: UInt32, sequence: UInt64, schema: UInt32, bytes: [UInt8])?
+    /// The chunk size for outgoing snapshots.
+    public var snapshotChunkSize = 1 << 20
+
+    /// Creates an engine over the service's initial state.
+    public init(service: Service) {
+        self.service = service
+        self.state = service.makeInitialState()
+    }
+
+    /// The greeting this engine's worker sends.
+    public static func hello(pid: UInt32) -> Hello {
+        Hello(
+            service: Service.name, version: Service.version, schemaVersion: Service.schemaVersion,
+            minimumMigratableSchema: Service.minimumMigratableSchema, canDowngrade: Service.supportsDowngrade,
+            pid: pid, comparisonRules: Service.comparisonRules)
+    }
+
+    /// Applies one input to the live state and returns its result.
+    public mutating func apply(_ r: ApplyRequest) -> ApplyResult {
+        var context = RequestContext(sequence: r.sequence, timeMillis: r.time, seed: r.seed)
+        let response = service.handle(ServiceRequest(tag: r.tag, payload: r.payload), state: &state, context: &context)
+        lastSequence = r.sequence
+        lastTime = r.time
+        let (touched, written) = state.drainTouchedKeys()
+        return ApplyResult(sequence: r.sequence, response: response, touched: touched, written: written)
+    }
+
+    /// What the engine wants its runtime to do after a message.
+    public enum Disposition: Sendable, Equatable {
+        /// Keep serving.
+        case `continue`
+        /// Exit cleanly (orderly shutdown).
+        case exit
+    }
+
+    /// Handles one message, appending reply frames to `output`.
+    public mutating func handle(_ message: WireMessage, output: inout ByteWriter) -> Disposition {
+        func send(_ m: WireMessage) { FrameCodec.encode(m, into: &output) }
+        switch message {
+        case .apply(let r):
+            guard r.sequence == lastSequence + 1 else {
+                send(.error(code: .outOfOrder, message: "expected sequence \(lastSequence + 1), got \(r.sequence); not applied"))
+                return .continue
+            }
+            send(.applied(apply(r)))
+        case .ping(let nonce):
+            send(.pong(nonce: nonce, sequence: lastSequence))
+        case .digestRequest:
+            send(.digest(state.digest(sequence: lastSequence)))
+        case .downgradeDigestRequest:
+            do {
+                if let old = try service.downgrade(state) {
+                    send(.digest(old.digest(sequence: lastSequence)))
+                } else {
+                    send(.error(code: .unsupported, message: "\(Service.name) \(Service.version) has no downgrade"))
+                }
+            } catch {
+                send(.error(code: .handlerFailed, message: "downgrade failed: \(error)"))
+            }
+        case .drillDown(let buckets):
+            send(.drillDownResult(sequence: lastSequence, entries: state.entries(inBuckets: buckets.map { Int($0) })))
+        case .fetch(let keys):
+            send(.fetchResult(entries: state.fetch(keys)))
+        case .patch(let entries):
+            do {
+                send(.patched(count: UInt32(try state.applyPatch(entries))))
+            } catch {
+                send(.error(code: .handlerFailed, message: "patch failed: \(error)"))
+            }
+        case .prefetch(let keys):
+            service.prefetch(keys: keys, state: state)
+        case .snapshotRequest(let id):
+            let bytes = state.encodeSnapshot(schemaVersion: Service.schemaVersion, sequence: lastSequence)
+            let checksum = StableHasher.hash(bytes)
+            var start = 0
+            repeat {
+                let end = min(bytes.count, start + snapshotChunkSize)
+                send(.snapshotChunk(SnapshotChunk(
+                    streamID: id, sequence: lastSequence, schemaVersion: Service.schemaVersion,
+                    data: Array(bytes[start..<end]), isFinal: end == bytes.count,
+                    checksum: end == bytes.count ? checksum : 0)))
+                start = end
+            } while start < bytes.count
+        case .snapshotChunk(let chunk):
+            if restoreStream?.id != chunk.streamID {
+                restoreStream = (chunk.streamID, chunk.sequence, chunk.schemaVersion, [])
+            }
+            restoreStream!.bytes.append(contentsOf: chunk.data)
+            if chunk.isFinal {
+                let stream = restoreStream!
+                restoreStream = nil
+                send(finishRestore(stream.bytes, checksum: chunk.checksum))
+            }
+        case .forkCreate(let id):
+            forks[id] = state
+            send(.forkAck(forkID: id))
+        case .forkApply(let id, let r):
+            guard var fork = forks.removeValue(forKey: id) else {
+                send(.error(code: .unknownFork, message: "no fork \(id)"))
+                return .continue
+            }
+            var context = RequestContext(sequence: r.sequence, timeMillis: r.time, seed: r.seed)
+            let response = service.handle(ServiceRequest(tag: r.tag, payload: r.payload), state: &fork, context: &context)
+            _ = fork.drainTouchedKeys()
+            forks[id] = fork
+            send(.forkResult(forkID: id, response: response))
+        case .forkDrop(let id):
+            forks[id] = nil
+            send(.forkAck(forkID: id))
+        case .validate:
+            send(.validationReport(runValidation()))
+        case .shutdown:
+            return .exit
+        case .helloAck:
+            break
+        case .hello, .applied, .restored, .digest, .drillDownResult, .fetchResult, .patched, .pong, .error,
+            .forkResult, .forkAck, .validationReport:
+            send(.error(code: .unexpectedMessage, message: "a worker does not accept frame type \(message.frameType)"))
+        }
+        return .continue
+    }
+
+    mutating func finishRestore(_ bytes: [UInt8], checksum: UInt64) -> WireMessage {
+        guard StableHasher.hash(bytes) == checksum else {
+            return .error(code: .restoreFailed, message: "snapshot checksum mismatch; state unchanged")
+        }
+        do {
+            let snapshot = try StateSnapshot(bytes: bytes)
+            var newState: Service.State
+            if snapshot.schemaVersion == Service.schemaVersion {
+                newState = service.makeInitialState()
+                try newState.load(from: snapshot)
+            } else if snapshot.schemaVersion >= Service.minimumMigratableSchema
+                && snapshot.schemaVersion < Service.schemaVersion
+            {
+                newState = try service.migrate(from: snapshot)
+            } else {
+                return .error(
+                    code: .restoreFailed,
+                    message: "\(Service.name) \(Service.version) (schema \(Service.schemaVersion)) cannot read a schema \(snapshot.schemaVersion) snapshot; it migrates from schema \(Service.minimumMigratableSchema) on")
+            }
+            _ = newState.drainTouchedKeys()
+            state = newState
+            lastSequence = snapshot.sequence
+            let d = state.digest(sequence: lastSequence)
+            return .restored(sequence: snapshot.sequence, entryCount: d.entryCount)
+        } catch {
+            return .error(code: .restoreFailed, message: "restore failed: \(error); state unchanged")
+        }
+    }
+
+    func runValidation() -> ValidationReport {
+        var failures: [ValidationReport.Failure] = []
+        let suite = service.validationSuite
+        for testCase in suite {
+            var fork = state
+            var sequence = lastSequence
+            for (index, step) in testCase.steps.enumerated() {
+                sequence += 1
+                var context = RequestContext(sequence: sequence, timeMillis: lastTime, seed: sequence &* 0x9E37_79B9)
+                let reply = service.handle(step.request, state: &fork, context: &context)
+                if let problem = step.check(reply) {
+                    failures.append(.init(name: testCase.name, message: "step \(index + 1): \(problem)"))
+                    break
+                }
+            }
+        }
+        return ValidationReport(casesRun: UInt32(suite.count), failures: failures)
+    }
+}
