@@ -134,6 +134,8 @@ enum RecordCodec {
         after offset: Int,
         minimumSequence: UInt64
     ) -> (offset: Int, firstSequence: UInt64, lastSequence: UInt64)? {
+        // No more records can follow than fit in the bytes left; that bounds plausible sequence numbers.
+        let maximumSequence = minimumSequence + UInt64(max(0, bytes.count - offset) / overhead) + 1
         var position = offset + 1
         var found: (offset: Int, firstSequence: UInt64, lastSequence: UInt64)?
         while position + overhead <= bytes.count {
@@ -141,8 +143,7 @@ enum RecordCodec {
             let size = overhead + Int(length)
             if length <= maxPayload, position + size <= bytes.count {
                 let sequence = loadSequence(bytes, at: position)
-                let plausible = UInt64((bytes.count - position) / overhead) + 1
-                if sequence >= minimumSequence, sequence - minimumSequence <= plausible,
+                if sequence >= minimumSequence, sequence <= maximumSequence,
                    case .record = parse(bytes, at: position) {
                     if found == nil {
                         found = (position, sequence, sequence)

@@ -1,0 +1,125 @@
+import Logging
+
+/// A durable, append-only journal of requests in segment files, with fsync policies, snapshots and crash recovery.
+///
+/// Open one per directory (the directory is locked while it is open). ``append(_:)`` only copies the record into
+/// a buffer; a dedicated writer thread writes and fsyncs (group commit), and ``waitDurable(_:)`` or
+/// ``onDurable(_:)`` say when records are durable per the ``FsyncPolicy``. Close it with ``close()`` (releasing
+/// the last reference closes it too).
+public final class Journal: Sendable {
+    private let core: JournalCore
+
+    private init(core: JournalCore) {
+        self.core = core
+    }
+
+    deinit {
+        try? self.core.close()
+    }
+
+    /// Opens the journal in `directory`, creating its files if absent, takes the directory's lock and recovers.
+    ///
+    /// Recovery cuts a torn tail (an incomplete last record) and reports it; corruption before the tail is an
+    /// error unless `configuration.truncateCorruption` is set.
+    ///
+    /// - Parameters:
+    ///   - directory: An existing directory.
+    ///   - configuration: Fsync policy, segment size, corruption handling.
+    ///   - logger: Where recovery and writer events are logged.
+    /// - Returns: The open journal; ``recoveryReport`` says what recovery found.
+    /// - Throws: ``JournalError`` (`directoryMissing`, `notADirectory`, `directoryNotWritable`, `locked`,
+    ///   `corruptRecord`, `sequenceGap`, `ioError`, ...).
+    public static func open(directory: String, configuration: JournalConfiguration, logger: Logger) throws -> Journal {
+        Journal(core: try JournalCore.open(directory: directory, configuration: configuration, logger: logger))
+    }
+
+    /// What open found and did.
+    public var recoveryReport: RecoveryReport { self.core.report }
+
+    /// Snapshots rejected (failed checksum or unreadable) since open, by recovery or ``newestSnapshot()``.
+    public var snapshotRejections: [RecoveryReport.RejectedSnapshot] { self.core.snapshotRejections }
+
+    /// The directory this journal is in.
+    public var directory: String { self.core.directory }
+
+    /// The highest sequence appended (0 if none; the snapshot's sequence when only a newer snapshot exists).
+    public var lastSequence: UInt64 { self.core.lastSequence }
+
+    /// The highest sequence durable per the policy: fsynced for `.always`, written to the file otherwise.
+    public var durableSequence: UInt64 { self.core.durableSequence }
+
+    /// Appends one record; it only copies the record into the writer's buffer and never waits for disk I/O.
+    ///
+    /// Thread-safe; callers must still append in sequence order.
+    ///
+    /// - Parameter record: The record; its sequence must be ``lastSequence`` + 1.
+    /// - Throws: ``JournalError`` `sequenceOutOfOrder`, `closed`, or the writer's failure (`diskFull`, `ioError`).
+    public func append(_ record: JournalRecord) throws {
+        try self.core.append(record)
+    }
+
+    /// Registers a handler called on the writer thread each time ``durableSequence`` advances, with the new value.
+    ///
+    /// The handler must be quick and must not call ``close()``.
+    ///
+    /// - Parameter handler: Called with the new durable sequence.
+    public func onDurable(_ handler: @escaping @Sendable (UInt64) -> Void) {
+        self.core.onDurable(handler)
+    }
+
+    /// Suspends until `sequence` is durable per the policy.
+    ///
+    /// - Parameter sequence: The sequence to wait for.
+    /// - Throws: The writer's failure, ``JournalError`` `closed` if the journal closes first, or
+    ///   `CancellationError`.
+    public func waitDurable(_ sequence: UInt64) async throws {
+        try await self.core.waitDurable(sequence)
+    }
+
+    /// Reads up to `maxCount` records from `from` on, including records appended but not yet written.
+    ///
+    /// - Parameters:
+    ///   - from: The first sequence wanted (inclusive).
+    ///   - maxCount: The most records returned.
+    /// - Returns: Consecutive records from `from`; empty when `from` is past ``lastSequence``.
+    /// - Throws: ``JournalError`` `sequenceUnavailable` when `from` was removed after a snapshot; `corruptRecord`
+    ///   if a file was damaged after it was written.
+    public func read(from: UInt64, maxCount: Int) throws -> [JournalRecord] {
+        try self.core.read(from: from, maxCount: maxCount)
+    }
+
+    /// Yields every record from `from` on, waiting for new appends; finishes when the journal closes.
+    ///
+    /// - Parameter from: The first sequence wanted.
+    /// - Returns: A stream that throws if `from` is no longer kept or the writer fails.
+    public func follow(from: UInt64) -> AsyncThrowingStream<JournalRecord, any Error> {
+        self.core.follow(from: from)
+    }
+
+    /// Writes a snapshot atomically (temporary file, fsync, rename, directory fsync) with a CRC32C, keeps the
+    /// newest two snapshots, and removes segments whose records the older kept snapshot covers.
+    ///
+    /// It first waits until the records it covers are fsynced. Thread-safe; blocks on disk I/O.
+    ///
+    /// - Parameter snapshot: The snapshot; its sequence must not exceed ``lastSequence``.
+    /// - Throws: ``JournalError`` (`sequenceOutOfOrder`, `diskFull`, `ioError`, `closed`).
+    public func writeSnapshot(_ snapshot: JournalSnapshot) throws {
+        try self.core.writeSnapshot(snapshot)
+    }
+
+    /// The newest snapshot that passes its checksum; newer corrupt ones are logged as errors and recorded in
+    /// ``snapshotRejections``.
+    ///
+    /// - Returns: The snapshot, or nil when there is none.
+    /// - Throws: ``JournalError`` when the directory cannot be read.
+    public func newestSnapshot() throws -> JournalSnapshot? {
+        try self.core.newestSnapshot()
+    }
+
+    /// Flushes and fsyncs what is buffered, stops the writer and releases the directory's lock. Idempotent.
+    ///
+    /// - Throws: The failure of the final write or fsync, if that is when it happened.
+    public func close() throws {
+        try self.core.close()
+    }
+}
