@@ -36,6 +36,7 @@ public final class GRUCell: RecurrentCell {
         du2 = FloatBuffer(count: stride)
     }
 
+    @_optimize(speed)
     public func forward(
         input: UnsafePointer<Float>, state: UnsafePointer<Float>,
         newState: UnsafeMutablePointer<Float>, cache: UnsafeMutablePointer<Float>
@@ -57,6 +58,7 @@ public final class GRUCell: RecurrentCell {
         }
     }
 
+    @_optimize(speed)
     public func backward(
         dNewState: UnsafePointer<Float>, cache: UnsafePointer<Float>,
         dState: UnsafeMutablePointer<Float>, dInput: UnsafeMutablePointer<Float>?
