@@ -33,6 +33,11 @@ public struct ServiceEngine<Service: UnderstudyService> {
 
     /// Applies one input to the live state and returns its result.
     public mutating func apply(_ r: ApplyRequest) -> ApplyResult {
+        if r.tag == InputTag.checkpoint {
+            lastSequence = r.sequence
+            lastTime = r.time
+            return ApplyResult(sequence: r.sequence, response: checkpointDigest(r), touched: [], written: [])
+        }
         var context = RequestContext(sequence: r.sequence, timeMillis: r.time, seed: r.seed)
         let response = service.handle(ServiceRequest(tag: r.tag, payload: r.payload), state: &state, context: &context)
         lastSequence = r.sequence
@@ -54,8 +59,9 @@ public struct ServiceEngine<Service: UnderstudyService> {
         func send(_ m: WireMessage) { FrameCodec.encode(m, into: &output) }
         switch message {
         case .apply(let r):
-            guard r.sequence == lastSequence + 1 else {
-                send(.error(code: .outOfOrder, message: "expected sequence \(lastSequence + 1), got \(r.sequence); not applied"))
+            // `lastSequence` may be anything a restored snapshot claimed, UInt64.max included: no trapping `+ 1`.
+            guard lastSequence != .max, r.sequence == lastSequence &+ 1 else {
+                send(.error(code: .outOfOrder, message: "expected sequence \(lastSequence &+ 1), got \(r.sequence); not applied"))
                 return .continue
             }
             send(.applied(apply(r)))
@@ -136,6 +142,20 @@ public struct ServiceEngine<Service: UnderstudyService> {
         return .continue
     }
 
+    func checkpointDigest(_ r: ApplyRequest) -> [UInt8] {
+        var reader = ByteReader(r.payload)
+        guard let reference = try? reader.read(UInt32.self) else { return [] }
+        if reference == Service.schemaVersion {
+            return state.digest(sequence: r.sequence).encoded
+        }
+        if Service.supportsDowngrade && reference &+ 1 == Service.schemaVersion,
+            let old = try? service.downgrade(state)
+        {
+            return old.digest(sequence: r.sequence).encoded
+        }
+        return []
+    }
+
     mutating func finishRestore(_ bytes: [UInt8], checksum: UInt64) -> WireMessage {
         guard StableHasher.hash(bytes) == checksum else {
             return .error(code: .restoreFailed, message: "snapshot checksum mismatch; state unchanged")
@@ -172,7 +192,7 @@ public struct ServiceEngine<Service: UnderstudyService> {
             var fork = state
             var sequence = lastSequence
             for (index, step) in testCase.steps.enumerated() {
-                sequence += 1
+                sequence &+= 1
                 var context = RequestContext(sequence: sequence, timeMillis: lastTime, seed: sequence &* 0x9E37_79B9)
                 let reply = service.handle(step.request, state: &fork, context: &context)
                 if let problem = step.check(reply) {

@@ -44,6 +44,8 @@ public enum WorkerRuntime {
                     + "(it needs --understudy-socket PATH from its supervisor)")
             exit(usageExitStatus)
         }
+        // A write to a socket the supervisor already closed must fail with EPIPE, not kill the worker.
+        _ = signal(SIGPIPE, SIG_IGN)
         let fd: Int32
         do {
             fd = try connect(path: path)
@@ -65,7 +67,16 @@ public enum WorkerRuntime {
         while true {
             let n = readBuffer.withUnsafeMutableBytes { raw in read(fd, raw.baseAddress, raw.count) }
             if n == 0 {
-                return 0  // the supervisor closed the socket: exit promptly
+                // The supervisor closed the socket: exit promptly. A frame cut off by the close means
+                // the stream broke mid-frame: say so (the peer may have only shut down its write side).
+                do {
+                    try decoder.finish()
+                } catch {
+                    FrameCodec.encode(.error(code: error.wireCode, message: error.description), into: &output)
+                    _ = writeAll(fd, &output)
+                    return protocolExitStatus
+                }
+                return 0
             }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -104,8 +115,13 @@ public enum WorkerRuntime {
         var offset = 0
         let total = output.bytes.count
         while offset < total {
-            let n = output.bytes.withUnsafeBytes { raw in
-                write(fd, raw.baseAddress! + offset, total - offset)
+            // MSG_NOSIGNAL: a closed peer is an EPIPE error here, never a SIGPIPE (which would kill the
+            // process when `serve` runs in one that did not ignore the signal); plain write() for non-sockets.
+            var n = output.bytes.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + offset, total - offset, noSignalFlag)
+            }
+            if n < 0 && errno == ENOTSOCK {
+                n = output.bytes.withUnsafeBytes { raw in write(fd, raw.baseAddress! + offset, total - offset) }
             }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -115,6 +131,12 @@ public enum WorkerRuntime {
         }
         return true
     }
+
+    #if canImport(Darwin)
+    static let noSignalFlag: Int32 = 0  // Darwin has SO_NOSIGPIPE instead; `main` ignores SIGPIPE
+    #else
+    static let noSignalFlag = Int32(MSG_NOSIGNAL)
+    #endif
 
     struct ConnectError: Error, CustomStringConvertible {
         var description: String

@@ -118,6 +118,11 @@ public enum InputTag {
     public static let tick: UInt8 = 3
     /// An HTTP request (reserved for the HTTP front-end).
     public static let http: UInt8 = 4
+    /// A state checkpoint: the payload is the reference schema version (`UInt32`, little-endian).
+    /// Each worker replies with its digest at this exact sequence point (``DigestReport/encoded``):
+    /// of its state when its schema equals the reference, of its downgraded state when it is one
+    /// newer and can downgrade, and an empty reply otherwise. The state is not changed.
+    public static let checkpoint: UInt8 = 5
 }
 
 /// The result of applying one input.
@@ -177,6 +182,28 @@ public struct DigestReport: Sendable, Equatable {
         self.sequence = sequence
         self.buckets = buckets
         self.entryCount = entryCount
+    }
+
+    /// The report as bytes (the reply to a checkpoint input).
+    public var encoded: [UInt8] {
+        var w = ByteWriter(capacity: 24 + buckets.count * 8)
+        w.write(sequence)
+        w.write(entryCount)
+        w.writeVarint(UInt64(buckets.count))
+        for b in buckets { w.write(b) }
+        return w.bytes
+    }
+
+    /// Decodes ``encoded`` bytes.
+    public init(encoded: [UInt8]) throws(DecodingError) {
+        var r = ByteReader(encoded)
+        self.sequence = try r.read(UInt64.self)
+        self.entryCount = try r.read(UInt64.self)
+        let n = try r.readCount(limit: r.remaining / 8)
+        var buckets: [UInt64] = []
+        buckets.reserveCapacity(n)
+        for _ in 0..<n { buckets.append(try r.read(UInt64.self)) }
+        self.buckets = buckets
     }
 
     /// The indices of buckets that differ from another report's.

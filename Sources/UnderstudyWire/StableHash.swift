@@ -9,10 +9,25 @@ public struct StableHasher: Sendable {
     @inlinable public init(seed: UInt64 = 0xcbf2_9ce4_8422_2325) { self.state = seed }
 
     /// Mixes in bytes.
+    ///
+    /// Gives exactly the result of ``combine(buffer:)`` over the same bytes, so callers may use
+    /// either form for the same data.
     @inlinable public mutating func combine(_ bytes: some Sequence<UInt8>) {
         var h = state
+        var word: UInt64 = 0
+        var pending = 0
         for b in bytes {
-            h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3
+            word |= UInt64(b) << (8 * UInt64(pending))
+            pending += 1
+            if pending == 8 {
+                h = (h ^ word) &* 0x9E37_79B9_7F4A_7C15
+                h ^= h >> 29
+                word = 0
+                pending = 0
+            }
+        }
+        for i in 0..<pending {
+            h = (h ^ ((word >> (8 * UInt64(i))) & 0xff)) &* 0x0000_0100_0000_01b3
         }
         state = h
     }
@@ -24,7 +39,7 @@ public struct StableHasher: Sendable {
         let n = buffer.count
         // Eight bytes at a time through a multiply-xorshift, then byte-wise for the tail.
         while i + 8 <= n {
-            let word = buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let word = UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt64.self))
             h = (h ^ word) &* 0x9E37_79B9_7F4A_7C15
             h ^= h >> 29
             i += 8
