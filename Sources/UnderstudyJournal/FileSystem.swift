@@ -140,6 +140,7 @@ final class WakeSignal: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
     private var signaled = false
+    private var waiting = 0
 
     init() {
         self.mutex = .allocate(capacity: 1)
@@ -162,14 +163,18 @@ final class WakeSignal: @unchecked Sendable {
     /// Wakes the waiter (or makes its next wait return at once).
     func signal() {
         pthread_mutex_lock(self.mutex)
-        self.signaled = true
-        pthread_cond_signal(self.condition)
+        // A wake-up already pending, or nobody waiting, needs no syscall: the waiter checks `signaled`.
+        if !self.signaled {
+            self.signaled = true
+            if self.waiting > 0 { pthread_cond_signal(self.condition) }
+        }
         pthread_mutex_unlock(self.mutex)
     }
 
     /// Waits until signaled or until `timeoutNanoseconds` pass (nil: no timeout).
     func wait(timeoutNanoseconds: UInt64?) {
         pthread_mutex_lock(self.mutex)
+        self.waiting += 1
         if let timeoutNanoseconds {
             var deadline = timespec()
             clock_gettime(CLOCK_MONOTONIC, &deadline)
@@ -185,6 +190,7 @@ final class WakeSignal: @unchecked Sendable {
             }
         }
         self.signaled = false
+        self.waiting -= 1
         pthread_mutex_unlock(self.mutex)
     }
 }

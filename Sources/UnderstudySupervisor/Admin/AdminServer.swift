@@ -1,0 +1,182 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+
+/// The admin API (Hummingbird) on loopback: status, discrepancies, swaps, predictions, metrics,
+/// the dashboard, and the state-changing `POST /swap`, `/rollback`, `/deploy` behind a bearer token.
+// Safety of @unchecked Sendable: `boundAddress` is written once on the core loop before `start`'s
+// future completes and only read on that loop afterwards; the rest is immutable.
+final class AdminServer: @unchecked Sendable {
+    let core: SupervisorCore
+    private(set) var boundAddress: ListenAddress?
+    private var task: Task<Void, any Error>?
+
+    init(core: SupervisorCore) { self.core = core }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    struct Message: Codable {
+        var error: String?
+        var message: String?
+    }
+
+    static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        json(Message(error: message), status: status)
+    }
+
+    func authorized(_ request: Request) -> Bool {
+        guard let header = request.headers[.authorization] else { return false }
+        let expected = "Bearer \(core.token)"
+        // Constant-time comparison.
+        let a = Array(header.utf8)
+        let b = Array(expected.utf8)
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<a.count { diff |= a[i] ^ b[i] }
+        return diff == 0
+    }
+
+    func onCore<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await core.loop.submit(body).get()
+    }
+
+    func onCoreFuture<T: Sendable>(_ body: @escaping @Sendable () -> EventLoopFuture<T>) async throws -> T {
+        try await core.loop.flatSubmit(body).get()
+    }
+
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router()
+        let core = self.core
+        router.get("/") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
+        }
+        router.get("/status") { _, _ in
+            Self.json(try await self.onCore { core.status() })
+        }
+        router.get("/discrepancies") { request, _ in
+            let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
+            return Self.json(try await self.onCore {
+                DiscrepancyList(total: core.shadowing.totalDiscrepancies, recent: Array(core.shadowing.recent.suffix(max(0, limit))))
+            })
+        }
+        router.get("/swaps") { _, _ in
+            Self.json(try await self.onCore { core.transfer.history })
+        }
+        router.get("/predictions") { _, _ in
+            Self.json(try await self.onCore { core.prediction.snapshot() })
+        }
+        router.get("/deploys") { _, _ in
+            Self.json(try await self.onCore { core.deploys.reports })
+        }
+        router.get("/deploys/:id") { _, context in
+            guard let id = context.parameters.get("id", as: Int.self) else { return Self.error(.badRequest, "bad deploy id") }
+            guard let report = try await self.onCore({ core.deploys.report(id) }) else {
+                return Self.error(.notFound, "no deploy \(id)")
+            }
+            return Self.json(report)
+        }
+        router.get("/metrics") { _, _ in
+            let text = try await self.onCore { () -> [UInt8] in
+                _ = core.status()  // refresh gauges
+                return core.registry.emitToBuffer()
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(bytes: text)))
+        }
+        router.post("/swap") { request, _ in
+            guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
+            do {
+                return Self.json(try await self.onCoreFuture { core.swapToShadow() })
+            } catch {
+                return Self.error(.conflict, "\(error)")
+            }
+        }
+        router.post("/rollback") { request, _ in
+            guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
+            do {
+                return Self.json(try await self.onCoreFuture { core.transfer.rollback(automatic: false, why: "requested by an operator") })
+            } catch {
+                return Self.error(.conflict, "\(error)")
+            }
+        }
+        router.post("/snapshot") { request, _ in
+            guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
+            do {
+                let seq = try await self.onCoreFuture { core.pipeline.takeSnapshot() }
+                return Self.json(["sequence": seq])
+            } catch {
+                return Self.error(.conflict, "\(error)")
+            }
+        }
+        router.post("/deploy") { request, context in
+            guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
+            let deploy: DeployRequest
+            do {
+                deploy = try await request.decode(as: DeployRequest.self, context: context)
+            } catch {
+                return Self.error(.badRequest, "the body must be JSON like {\"binary\": \"/path/to/new-worker\"}: \(error)")
+            }
+            do {
+                let id = try await self.onCore { try core.deploys.start(deploy) }
+                return Self.json(["id": id], status: .accepted)
+            } catch {
+                return Self.error(.conflict, "\(error)")
+            }
+        }
+        return router
+    }
+
+    /// Binds and starts serving; completes on the core loop once the port is known.
+    func start(address: ListenAddress) -> EventLoopFuture<Void> {
+        let promise = core.loop.makePromise(of: Void.self)
+        let loop = core.loop
+        var logger = core.logger
+        logger.logLevel = .warning
+        let app = Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(address.host, port: address.port), serverName: "understudy-admin"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? address.port
+                loop.execute {
+                    self.boundAddress = ListenAddress(host: address.host, port: port)
+                    promise.succeed(())
+                }
+            },
+            logger: logger)
+        task = Task {
+            do {
+                try await app.run()
+            } catch {
+                promise.fail(SupervisorError(.bindFailed, "cannot serve the admin API on \(address): \(error)"))
+                throw error
+            }
+        }
+        return promise.futureResult
+    }
+
+    func stop() async throws {
+        task?.cancel()
+        _ = try? await task?.value
+    }
+}
+
+/// `GET /discrepancies`.
+public struct DiscrepancyList: Codable, Sendable {
+    /// All discrepancies recorded (including those no longer in memory).
+    public var total: Int
+    /// The most recent ones.
+    public var recent: [Discrepancy]
+}

@@ -1,0 +1,342 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import UnderstudyWire
+
+/// The role an instance plays.
+public enum InstanceRole: String, Sendable, Codable {
+    /// Answers clients.
+    case primary
+    /// A same-version hot standby replaying the journal.
+    case shadow
+    /// A new version under validation.
+    case candidate
+    /// The previous primary, kept replaying through the probation window so a rollback is a swap.
+    case probation
+}
+
+/// Callbacks from an instance to whoever owns it (the request pipeline), on the core event loop.
+protocol WorkerInstanceOwner: AnyObject {
+    func instanceApplied(_ instance: WorkerInstance, _ result: ApplyResult)
+    func instanceDied(_ instance: WorkerInstance, reason: String)
+    func instanceFlushNeeded()
+}
+
+/// One worker process and its connection: spawn, handshake, frames, health, death.
+///
+/// Confined to the supervisor's core event loop: every method runs on `loop`.
+// Safety of @unchecked Sendable: all mutable state is read and written only on `loop` (entry points
+// from NIO handlers and timers run there; public entry points assert it), so no two threads touch it.
+final class WorkerInstance: @unchecked Sendable {
+    enum Phase: Equatable {
+        case starting
+        case restoring
+        case catchingUp
+        case live
+        case dead(String)
+    }
+
+    let id: UInt32
+    let binary: String
+    let arguments: [String]
+    let environment: [String: String]
+    let loop: any EventLoop
+    let logger: Logger
+    weak var owner: (any WorkerInstanceOwner)?
+    var role: InstanceRole
+    var phase: Phase = .starting
+    private(set) var hello: Hello?
+    private(set) var pid: Int32 = 0
+    private var process: Process?
+    private var channel: (any Channel)?
+    private var listener: (any Channel)?
+    private let socketPath: String
+    private var helloPromise: EventLoopPromise<Hello>
+    private var controlQueue = CircularBuffer<EventLoopPromise<WireMessage>>()
+    private var snapshotBytes: [UInt8] = []
+    private var pendingWrites = false
+    var startedAt = NIODeadline.now()
+
+    /// The highest sequence number sent to the worker.
+    var sentSequence: UInt64 = 0
+    /// The highest sequence number the worker has applied.
+    var appliedSequence: UInt64 = 0
+    /// The journaled time of the last input the worker applied.
+    var appliedTime: Int64 = 0
+    /// When the last pong arrived.
+    var lastPong = NIODeadline.now()
+    var outstandingPing: (nonce: UInt64, sentAt: NIODeadline)?
+    /// Requests whose replies matched / differed from the primary's (for standbys).
+    var comparedReplies = 0
+    var differingReplies = 0
+
+    var isLive: Bool { phase == .live }
+    var isDead: Bool { if case .dead = phase { return true } else { return false } }
+    var version: String { hello?.version ?? "?" }
+
+    private init(
+        id: UInt32, binary: String, arguments: [String], environment: [String: String], role: InstanceRole,
+        loop: any EventLoop, logger: Logger
+    ) {
+        self.id = id
+        self.binary = binary
+        self.arguments = arguments
+        self.environment = environment
+        self.role = role
+        self.loop = loop
+        var logger = logger
+        logger[metadataKey: "understudy.instance"] = "\(id)"
+        self.logger = logger
+        self.socketPath = "/tmp/understudy-\(getpid())-\(id)-\(UInt32.random(in: 0...UInt32.max)).sock"
+        self.helloPromise = loop.makePromise()
+    }
+
+    /// Starts a worker process and completes when its greeting has been accepted.
+    static func spawn(
+        id: UInt32, binary: String, arguments: [String] = [], environment: [String: String] = [:],
+        role: InstanceRole, loop: any EventLoop, owner: any WorkerInstanceOwner, logger: Logger,
+        handshakeTimeout: TimeAmount = .seconds(15)
+    ) -> EventLoopFuture<WorkerInstance> {
+        let instance = WorkerInstance(
+            id: id, binary: binary, arguments: arguments, environment: environment, role: role, loop: loop,
+            logger: logger)
+        instance.owner = owner
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: binary, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            return loop.makeFailedFuture(
+                SupervisorError(.binaryNotFound, "worker binary \(binary) does not exist; build it or pass the right path to --service"))
+        }
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            return loop.makeFailedFuture(SupervisorError(.binaryNotFound, "worker binary \(binary) is not executable (chmod +x?)"))
+        }
+        return ServerBootstrap(group: loop)
+            .serverChannelOption(.backlog, value: 4)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WorkerFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(WorkerChannelHandler(instance: instance))
+                    instance.attach(channel)
+                }
+            }
+            .bind(unixDomainSocketPath: instance.socketPath, cleanupExistingSocketFile: true)
+            .flatMap { listener in
+                instance.listener = listener
+                do {
+                    try instance.startProcess()
+                } catch {
+                    instance.cleanupListener()
+                    return loop.makeFailedFuture(
+                        SupervisorError(.workerExited, "could not start worker \(binary): \(error)"))
+                }
+                let timeout = loop.scheduleTask(in: handshakeTimeout) {
+                    instance.fail(
+                        SupervisorError(.timeout, "worker \(binary) did not complete the handshake within \(handshakeTimeout.nanoseconds / 1_000_000_000) s"))
+                }
+                return instance.helloPromise.futureResult.map { _ in
+                    timeout.cancel()
+                    return instance
+                }.flatMapErrorThrowing { error in
+                    timeout.cancel()
+                    instance.kill()
+                    throw error
+                }
+            }
+    }
+
+    private func startProcess() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["--understudy-socket", socketPath] + arguments
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        process.environment = env
+        process.standardInput = FileHandle.nullDevice
+        let loop = self.loop
+        process.terminationHandler = { [weak self] p in
+            let status = p.terminationStatus
+            let signaled = p.terminationReason == .uncaughtSignal
+            loop.execute {
+                self?.processExited(status: status, signaled: signaled)
+            }
+        }
+        try process.run()
+        self.process = process
+        self.pid = process.processIdentifier
+    }
+
+    private func attach(_ channel: any Channel) {
+        logger.debug("worker connected")
+        guard self.channel == nil else {
+            channel.close(promise: nil)
+            return
+        }
+        self.channel = channel
+    }
+
+    private func cleanupListener() {
+        listener?.close(promise: nil)
+        listener = nil
+        unlink(socketPath)
+    }
+
+    // MARK: sending
+
+    /// Frames queued since the last flush, written to the socket in one go.
+    private var outbound = ByteBuffer()
+
+    /// Queues a frame for the worker; the owner flushes once per event-loop turn.
+    func send(_ message: WireMessage) {
+        guard channel != nil, !isDead else { return }
+        if case .apply(let r) = message {
+            // The hot path: encode straight into the outbound buffer (same layout as FrameCodec).
+            let start = outbound.writerIndex
+            outbound.writeInteger(UInt32(0), endianness: .little)
+            outbound.writeInteger(message.frameType)
+            outbound.writeInteger(r.sequence, endianness: .little)
+            outbound.writeInteger(r.time, endianness: .little)
+            outbound.writeInteger(r.seed, endianness: .little)
+            outbound.writeInteger(r.tag)
+            var length = UInt64(r.payload.count)
+            while length >= 0x80 {
+                outbound.writeInteger(UInt8(truncatingIfNeeded: length) | 0x80)
+                length >>= 7
+            }
+            outbound.writeInteger(UInt8(length))
+            outbound.writeBytes(r.payload)
+            outbound.setInteger(UInt32(outbound.writerIndex - start - 4), at: start, endianness: .little)
+        } else {
+            var writer = ByteWriter(capacity: 64)
+            FrameCodec.encode(message, into: &writer)
+            outbound.writeBytes(writer.bytes)
+        }
+        if !pendingWrites {
+            pendingWrites = true
+            owner?.instanceFlushNeeded()
+        }
+    }
+
+    /// Writes queued frames to the socket.
+    func flush() {
+        guard pendingWrites else { return }
+        pendingWrites = false
+        guard let channel, outbound.readableBytes > 0 else { return }
+        channel.writeAndFlush(outbound, promise: nil)
+        outbound = channel.allocator.buffer(capacity: 4096)
+    }
+
+    /// Sends a control request and completes with the worker's reply (or fails on an error frame or death).
+    func request(_ message: WireMessage) -> EventLoopFuture<WireMessage> {
+        guard !isDead else {
+            return loop.makeFailedFuture(SupervisorError(.workerFailed, "instance \(id) is not running"))
+        }
+        let promise = loop.makePromise(of: WireMessage.self)
+        controlQueue.append(promise)
+        send(message)
+        flush()
+        return promise.futureResult
+    }
+
+    // MARK: receiving
+
+    func received(_ message: WireMessage) {
+        logger.trace("frame from worker", metadata: ["understudy.frame": "\(message.frameType)"])
+        switch message {
+        case .hello(let hello):
+            guard hello.protocolVersion == wireProtocolVersion else {
+                fail(SupervisorError(
+                    .protocolMismatch,
+                    "worker \(binary) speaks worker protocol version \(hello.protocolVersion); this supervisor speaks version \(wireProtocolVersion)"))
+                return
+            }
+            self.hello = hello
+            // Closing the listener only now: closing it while the accepted child is still being set up closes the child too.
+            cleanupListener()
+            send(.helloAck(instanceID: id))
+            flush()
+            helloPromise.succeed(hello)
+        case .applied(let result):
+            appliedSequence = result.sequence
+            owner?.instanceApplied(self, result)
+        case .pong(let nonce, let sequence):
+            if outstandingPing?.nonce == nonce { outstandingPing = nil }
+            lastPong = .now()
+            _ = sequence
+        case .snapshotChunk(let chunk):
+            snapshotBytes.append(contentsOf: chunk.data)
+            if chunk.isFinal {
+                var whole = chunk
+                whole.data = snapshotBytes
+                snapshotBytes = []
+                resolveControl(.success(.snapshotChunk(whole)))
+            }
+        case .error(let code, let text):
+            if controlQueue.isEmpty {
+                logger.error("worker reported an error", metadata: ["understudy.code": "\(code)", "understudy.message": "\(text)"])
+                fail(SupervisorError(.workerFailed, "worker \(id) (\(binary)) reported: \(text)"))
+            } else {
+                resolveControl(.failure(SupervisorError(.workerFailed, text)))
+            }
+        case .digest, .drillDownResult, .fetchResult, .patched, .restored, .forkAck, .forkResult, .validationReport:
+            resolveControl(.success(message))
+        case .helloAck, .apply, .snapshotRequest, .digestRequest, .downgradeDigestRequest, .drillDown, .fetch, .patch,
+            .prefetch, .ping, .shutdown, .forkCreate, .forkApply, .forkDrop, .validate:
+            fail(SupervisorError(.workerFailed, "worker \(id) sent an unexpected frame (type \(message.frameType))"))
+        }
+    }
+
+    private func resolveControl(_ result: Result<WireMessage, any Error>) {
+        guard let head = controlQueue.popFirst() else {
+            logger.warning("worker sent a reply nobody asked for")
+            return
+        }
+        head.completeWith(result)
+    }
+
+    func readComplete() {}
+
+    func connectionClosed() {
+        fail(SupervisorError(.workerExited, "worker \(id) (\(binary)) closed its connection"))
+    }
+
+    func connectionFailed(_ error: any Error) {
+        fail(SupervisorError(.workerFailed, "worker \(id) (\(binary)) broke the protocol: \(error)"))
+    }
+
+    private func processExited(status: Int32, signaled: Bool) {
+        let how = signaled ? "was killed by signal \(status)" : "exited with status \(status)"
+        fail(SupervisorError(.workerExited, "worker \(binary) \(how)\(hello == nil ? " before completing the handshake" : "")"))
+    }
+
+    /// Marks the instance dead (once), fails everything waiting on it, and stops the process.
+    func fail(_ error: SupervisorError) {
+        guard !isDead else { return }
+        phase = .dead(error.message)
+        helloPromise.fail(error)
+        while let waiter = controlQueue.popFirst() { waiter.fail(error) }
+        channel?.close(promise: nil)
+        cleanupListener()
+        kill()
+        owner?.instanceDied(self, reason: error.message)
+    }
+
+    /// Sends SIGKILL to the process if it is still running.
+    func kill() {
+        if let process, process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// Asks the worker to exit and closes the connection.
+    func retire(reason: String) {
+        guard !isDead else { return }
+        send(.shutdown)
+        flush()
+        let process = self.process
+        loop.scheduleTask(in: .seconds(2)) {
+            if let process, process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        }
+        phase = .dead(reason)
+        while let waiter = controlQueue.popFirst() { waiter.fail(SupervisorError(.workerExited, reason)) }
+        channel?.close(promise: nil)
+        cleanupListener()
+    }
+}

@@ -1,0 +1,27 @@
+import UnderstudyWire
+
+/// Names the command class of a journaled input (the upper-case command name), decoding only the
+/// first argument and caching the names it has seen.
+///
+/// Confined to the core event loop.
+// Safety of @unchecked Sendable: used only on the core event loop.
+final class CommandClassifier: @unchecked Sendable {
+    private var names: [[UInt8]: String] = [:]
+
+    /// The class of one input.
+    func classify(tag: UInt8, payload: [UInt8]) -> String {
+        switch tag {
+        case InputTag.resp:
+            var r = ByteReader(payload)
+            guard (try? r.readVarint()) != nil, let name = try? r.readBytes() else { return "?" }
+            if let cached = names[name] { return cached }
+            let upper = String(decoding: name, as: UTF8.self).uppercased()
+            if names.count < 1024 { names[name] = upper }
+            return upper
+        case InputTag.respTransaction: return "EXEC"
+        case InputTag.tick: return "TICK"
+        case InputTag.checkpoint: return "CHECKPOINT"
+        default: return "TAG\(tag)"
+        }
+    }
+}

@@ -1,0 +1,722 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import UnderstudyJournal
+import UnderstudyWire
+
+/// Where a request's reply goes once it may be released (called on the core event loop).
+typealias ReplySink = ([UInt8]) -> Void
+
+/// Something that wants to be flushed once per event-loop turn (a client connection).
+protocol Flushable: AnyObject {
+    func flushNow()
+}
+
+/// SplitMix64: a small, fast, seedable generator.
+struct FastRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Settings of the request path.
+public struct PipelineConfiguration: Sendable {
+    /// When replies may leave (``FsyncPolicy/always``: only once their record is durable).
+    public var fsync: FsyncPolicy
+    /// The most inputs sent to one worker and not yet applied.
+    public var inflightWindow: Int
+    /// The most recent inputs kept in memory for feeding standbys and comparing replies.
+    public var logWindow: Int
+    /// The most client requests held while intake is paused; past it clients get `-BUSY`.
+    public var maximumHeldRequests: Int
+    /// How often a clock tick is journaled (drives time-based behaviour such as expiry).
+    public var tickInterval: TimeAmount
+    /// A worker that has not answered a ping for this long is declared hung and killed.
+    public var hangTimeout: TimeAmount
+    /// Take a snapshot from the shadow after this many inputs…
+    public var snapshotEveryRecords: UInt64
+    /// …or after this long, whichever comes first (when anything changed).
+    public var snapshotInterval: TimeAmount
+    /// Run a shadow beside the primary.
+    public var shadow: Bool
+
+    /// Creates a configuration with documented defaults.
+    public init(
+        fsync: FsyncPolicy = .everysec, inflightWindow: Int = 8192, logWindow: Int = 1 << 17,
+        maximumHeldRequests: Int = 100_000, tickInterval: TimeAmount = .milliseconds(100),
+        hangTimeout: TimeAmount = .seconds(5), snapshotEveryRecords: UInt64 = 200_000,
+        snapshotInterval: TimeAmount = .seconds(60), shadow: Bool = true
+    ) {
+        self.fsync = fsync
+        self.inflightWindow = inflightWindow
+        self.logWindow = logWindow
+        self.maximumHeldRequests = maximumHeldRequests
+        self.tickInterval = tickInterval
+        self.hangTimeout = hangTimeout
+        self.snapshotEveryRecords = snapshotEveryRecords
+        self.snapshotInterval = snapshotInterval
+        self.shadow = shadow
+    }
+}
+
+/// The sequencer and request path: one order for all inputs, the journal, and the workers.
+///
+/// Confined to the core event loop: clients, workers, timers and admin calls all reach it there,
+/// so the hot path takes no locks and makes no actor hops.
+// Safety of @unchecked Sendable: every mutable property is touched only on `loop` (NIO handlers,
+// scheduled tasks and `loop.submit` from the admin side all run there).
+final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
+    struct Entry {
+        var request: ApplyRequest
+        var sink: ReplySink?
+        var response: [UInt8]?
+        var standbyResponse: [UInt8]?
+        var early: [(UInt32, [UInt8])] = []
+        var released = false
+        var enqueuedAt: NIODeadline
+    }
+
+    struct HeldInput {
+        var tag: UInt8
+        var payload: [UInt8]
+        var sink: ReplySink?
+    }
+
+    let loop: any EventLoop
+    let journal: Journal
+    let configuration: PipelineConfiguration
+    let logger: Logger
+    let threadPool: NIOThreadPool
+    let shadowing: ShadowManager
+    let metrics: SupervisorMetrics
+    let serviceBinary: String
+    var serviceArguments: [String] = []
+    var serviceEnvironment: [String: String] = [:]
+
+    private(set) var log = CircularBuffer<Entry>(initialCapacity: 1024)
+    private(set) var logBase: UInt64
+    private(set) var nextSequence: UInt64
+    private(set) var durableSequence: UInt64
+    private var releaseScan: UInt64
+    private var lastTime: Int64 = 0
+    /// Seeds for journaled inputs: a fast generator seeded once from the system (a getrandom call per
+    /// request showed up in profiles). The seeds only need to differ, and they are journaled.
+    private var seedGenerator = FastRandom(seed: UInt64.random(in: 0...UInt64.max))
+
+    private(set) var primary: WorkerInstance?
+    private(set) var standbys: [WorkerInstance] = []
+    private var nextInstanceID: UInt32 = 1
+    private(set) var intakePaused = false
+    private var pauseReasons: Set<String> = []
+    private var held = CircularBuffer<HeldInput>()
+    private var dirtyClients: [any Flushable] = []
+    private var flushScheduled = false
+    private var timers: [RepeatedTask] = []
+    private(set) var snapshotInProgress = false
+    private(set) var lastSnapshotSequence: UInt64 = 0
+    private(set) var lastSnapshotAt: NIODeadline = .now()
+    private(set) var restarts = 0
+    private var shadowRespawnScheduled = false
+    private(set) var stopping = false
+    /// Called whenever an instance dies (the transfer and update runners listen).
+    var instanceDeathObservers: [(WorkerInstance, String) -> Void] = []
+    /// Called for every result the primary returns (prediction engine feed).
+    var primaryResultObserver: ((ApplyRequest, ApplyResult) -> Void)?
+    /// Called with every instance's reply to a checkpoint input, by sequence number.
+    var checkpointObservers: [UInt64: (WorkerInstance, [UInt8]) -> Void] = [:]
+    /// Per-request latency observer (probation).
+    var latencyObserver: ((TimeAmount, Bool) -> Void)?
+
+    init(
+        loop: any EventLoop, journal: Journal, configuration: PipelineConfiguration, serviceBinary: String,
+        threadPool: NIOThreadPool, shadowing: ShadowManager, metrics: SupervisorMetrics, logger: Logger
+    ) {
+        self.loop = loop
+        self.journal = journal
+        self.configuration = configuration
+        self.serviceBinary = serviceBinary
+        self.threadPool = threadPool
+        self.shadowing = shadowing
+        self.metrics = metrics
+        self.logger = logger
+        self.nextSequence = journal.lastSequence + 1
+        self.logBase = journal.lastSequence + 1
+        self.durableSequence = journal.lastSequence
+        self.releaseScan = journal.lastSequence + 1
+    }
+
+    /// The last sequence number assigned.
+    var lastSequence: UInt64 { nextSequence - 1 }
+
+    // MARK: starting
+
+    /// Spawns the primary, restores the newest snapshot, replays the journal; completes when caught up.
+    func start() -> EventLoopFuture<Void> {
+        loop.preconditionInEventLoop()
+        let loop = self.loop
+        journal.onDurable { [weak self] seq in
+            loop.execute { self?.durabilityAdvanced(seq) }
+        }
+        return spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
+            self.primary = instance
+            self.shadowing.addRules(instance.hello?.comparisonRules ?? [:])
+            return self.bootstrap(instance).flatMap {
+                self.waitUntilApplied(instance, self.lastSequence, timeout: .minutes(30))
+            }
+        }.map {
+            self.primary?.phase = .live
+            self.startTimers()
+            if self.configuration.shadow { self.startShadow() }
+        }
+    }
+
+    func spawnInstance(
+        binary: String, role: InstanceRole, arguments: [String]? = nil, environment: [String: String]? = nil
+    ) -> EventLoopFuture<WorkerInstance> {
+        let id = nextInstanceID
+        nextInstanceID += 1
+        return WorkerInstance.spawn(
+            id: id, binary: binary, arguments: arguments ?? serviceArguments,
+            environment: environment ?? serviceEnvironment, role: role, loop: loop, owner: self, logger: logger)
+    }
+
+    /// Restores the newest snapshot into a fresh instance (or leaves the initial state), then starts feeding it.
+    func bootstrap(_ instance: WorkerInstance) -> EventLoopFuture<Void> {
+        instance.phase = .restoring
+        let journal = self.journal
+        return threadPool.runIfActive(eventLoop: loop) { try journal.newestSnapshot() }.flatMap { snapshot in
+            guard let snapshot else { return self.loop.makeSucceededFuture(0) }
+            if let hello = instance.hello, snapshot.service != hello.service {
+                return self.loop.makeFailedFuture(SupervisorError(
+                    .serviceMismatch,
+                    "the data directory holds state of service '\(snapshot.service)', but \(instance.binary) is '\(hello.service)'"))
+            }
+            return self.restore(snapshot.data, sequence: snapshot.sequence, schemaVersion: UInt32(snapshot.schemaVersion), into: instance)
+        }.map { (sequence: UInt64) in
+            instance.sentSequence = sequence
+            instance.appliedSequence = sequence
+            if instance !== self.primary && !self.standbys.contains(where: { $0 === instance }) {
+                self.standbys.append(instance)
+            }
+            instance.phase = .catchingUp
+            self.pump(instance)
+            self.flushInstances()
+        }
+    }
+
+    /// Streams snapshot bytes into an instance; completes with the sequence the state now covers.
+    func restore(_ data: [UInt8], sequence: UInt64, schemaVersion: UInt32, into instance: WorkerInstance) -> EventLoopFuture<UInt64> {
+        let chunkSize = 1 << 20
+        let checksum = StableHasher.hash(data)
+        let streamID = UInt32.random(in: 1...UInt32.max)
+        var start = 0
+        var chunks: [SnapshotChunk] = []
+        repeat {
+            let end = min(data.count, start + chunkSize)
+            chunks.append(SnapshotChunk(
+                streamID: streamID, sequence: sequence, schemaVersion: schemaVersion, data: Array(data[start..<end]),
+                isFinal: end == data.count, checksum: end == data.count ? checksum : 0))
+            start = end
+        } while start < data.count
+        for chunk in chunks.dropLast() { instance.send(.snapshotChunk(chunk)) }
+        return instance.request(.snapshotChunk(chunks.last!)).flatMapThrowing { reply in
+            guard case .restored(let seq, _) = reply else {
+                throw SupervisorError(.workerFailed, "worker answered a restore with \(reply.frameType)")
+            }
+            return seq
+        }
+    }
+
+    /// Completes when `instance` has applied `sequence` (fails if it dies or the timeout passes).
+    func waitUntilApplied(_ instance: WorkerInstance, _ sequence: UInt64, timeout: TimeAmount) -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        let deadline = NIODeadline.now() + timeout
+        func check() {
+            if instance.appliedSequence >= sequence {
+                promise.succeed(())
+            } else if case .dead(let reason) = instance.phase {
+                promise.fail(SupervisorError(.workerExited, reason))
+            } else if NIODeadline.now() > deadline {
+                promise.fail(SupervisorError(.timeout, "instance \(instance.id) did not reach sequence \(sequence) in time (at \(instance.appliedSequence))"))
+            } else {
+                loop.scheduleTask(in: .microseconds(200)) { check() }
+            }
+        }
+        check()
+        return promise.futureResult
+    }
+
+    // MARK: intake
+
+    /// Sequences, journals and dispatches one client input (or holds it while intake is paused).
+    func submit(tag: UInt8, payload: [UInt8], sink: ReplySink?) {
+        if intakePaused || primary == nil || stopping {
+            if stopping {
+                sink?(RESPValue.errorBytes("ERR the server is shutting down"))
+                return
+            }
+            guard held.count < configuration.maximumHeldRequests else {
+                sink?(RESPValue.errorBytes("BUSY intake is paused (swap or failover in progress) and the hold queue is full; retry"))
+                return
+            }
+            held.append(HeldInput(tag: tag, payload: payload, sink: sink))
+            return
+        }
+        sequence(tag: tag, payload: payload, sink: sink)
+    }
+
+    private func sequence(tag: UInt8, payload: [UInt8], sink: ReplySink?) {
+        let seq = nextSequence
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        lastTime = max(lastTime, now)
+        let request = ApplyRequest(sequence: seq, time: lastTime, seed: seedGenerator.next(), tag: tag, payload: payload)
+        do {
+            try journal.append(JournalRecord(sequence: seq, time: request.time, seed: request.seed, tag: tag, payload: payload))
+        } catch {
+            logger.error("journal append failed", metadata: ["understudy.error": "\(error)"])
+            sink?(RESPValue.errorBytes("ERR journal write failed: \(error); the request was not applied"))
+            return
+        }
+        nextSequence += 1
+        log.append(Entry(request: request, sink: sink, enqueuedAt: .now()))
+        if let primary { pump(primary) }
+        for s in standbys where !s.isDead && s.phase != .restoring { pump(s) }
+        if seq - lastSnapshotSequence >= configuration.snapshotEveryRecords { takeSnapshot() }
+    }
+
+    /// Journals a checkpoint: every instance reports its digest at this sequence point.
+    /// Returns the checkpoint's sequence number (nil if intake is paused).
+    func checkpoint(referenceSchema: UInt32, observer: @escaping (WorkerInstance, [UInt8]) -> Void) -> UInt64? {
+        guard !intakePaused, primary != nil, !stopping else { return nil }
+        var w = ByteWriter()
+        w.write(referenceSchema)
+        let seq = nextSequence
+        checkpointObservers[seq] = observer
+        sequence(tag: InputTag.checkpoint, payload: w.bytes, sink: nil)
+        guard nextSequence > seq else {
+            checkpointObservers[seq] = nil
+            return nil
+        }
+        return seq
+    }
+
+    /// Stops sequencing new inputs; they are held until ``resumeIntake(reason:)``.
+    func pauseIntake(reason: String) {
+        pauseReasons.insert(reason)
+        intakePaused = true
+    }
+
+    /// Sequences everything held, in arrival order, and resumes normal intake.
+    func resumeIntake(reason: String) {
+        pauseReasons.remove(reason)
+        guard pauseReasons.isEmpty else { return }
+        intakePaused = false
+        guard primary != nil else { return }
+        while !intakePaused, let h = held.popFirst() {
+            sequence(tag: h.tag, payload: h.payload, sink: h.sink)
+        }
+        flushInstances()
+    }
+
+    var heldCount: Int { held.count }
+
+    // MARK: feeding workers
+
+    /// Sends an instance everything it has not yet been sent, within its in-flight window.
+    func pump(_ instance: WorkerInstance) {
+        guard !instance.isDead else { return }
+        let head = lastSequence
+        let window = UInt64(configuration.inflightWindow)
+        while instance.sentSequence < head && instance.sentSequence - instance.appliedSequence < window {
+            let next = instance.sentSequence + 1
+            if next >= logBase {
+                instance.send(.apply(log[log.index(log.startIndex, offsetBy: Int(next - logBase))].request))
+                instance.sentSequence = next
+            } else {
+                let want = Int(min(window - (instance.sentSequence - instance.appliedSequence), logBase - next, 4096))
+                let records: [JournalRecord]
+                do {
+                    records = try journal.read(from: next, maxCount: want)
+                } catch {
+                    instance.fail(SupervisorError(.journal, "cannot read the journal from sequence \(next) for instance \(instance.id): \(error)"))
+                    return
+                }
+                guard !records.isEmpty else { return }
+                for r in records {
+                    instance.send(.apply(ApplyRequest(sequence: r.sequence, time: r.time, seed: r.seed, tag: r.tag, payload: r.payload)))
+                    instance.sentSequence = r.sequence
+                }
+            }
+        }
+    }
+
+    func instanceFlushNeeded() {
+        scheduleFlush()
+    }
+
+    func clientNeedsFlush(_ client: any Flushable) {
+        dirtyClients.append(client)
+        scheduleFlush()
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.execute { self.flushAll() }
+    }
+
+    private func flushAll() {
+        flushScheduled = false
+        flushInstances()
+        let clients = dirtyClients
+        dirtyClients.removeAll(keepingCapacity: true)
+        for c in clients { c.flushNow() }
+    }
+
+    func flushInstances() {
+        primary?.flush()
+        for s in standbys { s.flush() }
+    }
+
+    private func entryIndex(_ seq: UInt64) -> CircularBuffer<Entry>.Index? {
+        guard seq >= logBase, seq < logBase + UInt64(log.count) else { return nil }
+        return log.index(log.startIndex, offsetBy: Int(seq - logBase))
+    }
+
+    // MARK: results
+
+    func instanceApplied(_ instance: WorkerInstance, _ result: ApplyResult) {
+        let seq = result.sequence
+        if let i = entryIndex(seq) {
+            instance.appliedTime = log[i].request.time
+            if log[i].request.tag == InputTag.checkpoint {
+                checkpointObservers[seq]?(instance, result.response)
+                if instance === primary {
+                    log[i].response = result.response
+                    release(i)
+                }
+                if instance.phase == .catchingUp && instance.appliedSequence >= lastSequence { instance.phase = .live }
+                pump(instance)
+                trimLog()
+                return
+            }
+            if instance === primary {
+                log[i].response = result.response
+                for (otherID, reply) in log[i].early {
+                    if let other = standbys.first(where: { $0.id == otherID }) {
+                        shadowing.compare(request: log[i].request, primaryReply: result.response, otherReply: reply, instance: other)
+                    }
+                }
+                log[i].early = []
+                release(i)
+                primaryResultObserver?(log[i].request, result)
+            } else {
+                if !log[i].released && instance === failoverTarget {
+                    log[i].standbyResponse = result.response
+                }
+                if let primaryReply = log[i].response {
+                    shadowing.compare(request: log[i].request, primaryReply: primaryReply, otherReply: result.response, instance: instance)
+                } else {
+                    log[i].early.append((instance.id, result.response))
+                }
+            }
+        }
+        if instance.phase == .catchingUp && instance.appliedSequence >= lastSequence {
+            instance.phase = .live
+            logger.info("instance caught up", metadata: ["understudy.instance": "\(instance.id)", "understudy.role": "\(instance.role.rawValue)", "understudy.seq": "\(seq)"])
+        }
+        pump(instance)
+        trimLog()
+    }
+
+    private func release(_ i: CircularBuffer<Entry>.Index) {
+        guard !log[i].released, let response = log[i].response else { return }
+        let seq = log[i].request.sequence
+        if configuration.fsync == .always && seq > durableSequence { return }
+        log[i].released = true
+        let elapsed = NIODeadline.now() - log[i].enqueuedAt
+        if let sink = log[i].sink {
+            log[i].sink = nil
+            sink(response)
+            let isError = response.first == UInt8(ascii: "-")
+            metrics.recordRequest(tag: log[i].request.tag, payload: log[i].request.payload, latency: elapsed, error: isError)
+            latencyObserver?(elapsed, isError)
+        }
+    }
+
+    func durabilityAdvanced(_ seq: UInt64) {
+        guard seq > durableSequence else { return }
+        durableSequence = seq
+        guard configuration.fsync == .always else { return }
+        var s = max(releaseScan, logBase)
+        while s <= seq, let i = entryIndex(s) {
+            release(i)
+            s += 1
+        }
+        releaseScan = s
+        trimLog()
+    }
+
+    private func trimLog() {
+        while let first = log.first {
+            let seq = first.request.sequence
+            guard first.released || (first.sink == nil && first.response != nil) else { break }
+            let overfull = log.count > configuration.logWindow
+            if !overfull {
+                var everyoneApplied = true
+                for s in standbys where !s.isDead && s.appliedSequence < seq {
+                    everyoneApplied = false
+                    break
+                }
+                guard everyoneApplied else { break }
+            }
+            log.removeFirst()
+            logBase += 1
+        }
+    }
+
+    // MARK: instance deaths, failover
+
+    func instanceDied(_ instance: WorkerInstance, reason: String) {
+        logger.error("instance died", metadata: ["understudy.instance": "\(instance.id)", "understudy.role": "\(instance.role.rawValue)", "understudy.reason": "\(reason)"])
+        metrics.workerRestarts.increment()
+        shadowing.forget(instance.id)
+        for observer in instanceDeathObservers { observer(instance, reason) }
+        if instance === primary {
+            primary = nil
+            guard !stopping else { return }
+            failover(reason: reason)
+        } else {
+            standbys.removeAll { $0 === instance }
+            if instance.role == .shadow && configuration.shadow && !stopping { scheduleShadowRespawn() }
+        }
+    }
+
+    /// The standby that takes over when the primary dies: a replaying shadow of the primary's
+    /// version, else the previous primary still in probation.
+    var failoverTarget: WorkerInstance? {
+        let replaying = standbys.filter { !$0.isDead && ($0.phase == .live || $0.phase == .catchingUp) }
+        return replaying.first { $0.role == .shadow && $0.version == primary?.version }
+            ?? replaying.first { $0.role == .probation }
+            ?? replaying.first { $0.role == .shadow }
+    }
+
+    /// The instance snapshots are taken from: a live shadow with the primary's version and schema.
+    var snapshotSource: WorkerInstance? {
+        standbys.first {
+            $0.role == .shadow && $0.isLive && $0.version == primary?.version
+                && $0.hello?.schemaVersion == primary?.hello?.schemaVersion
+        }
+    }
+
+    private func failover(reason: String) {
+        restarts += 1
+        pauseIntake(reason: "failover")
+        if let target = failoverTarget {
+            logger.warning("failing over to the shadow", metadata: ["understudy.instance": "\(target.id)"])
+            promote(target)
+            resumeIntake(reason: "failover")
+            scheduleShadowRespawn()
+        } else {
+            logger.warning("no shadow to fail over to; restarting the primary from the newest snapshot and the journal")
+            spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
+                self.primary = instance
+                return self.bootstrap(instance).map { instance.phase = .catchingUp }
+            }.whenComplete { result in
+                switch result {
+                case .success:
+                    self.resumeIntake(reason: "failover")
+                    if self.configuration.shadow { self.scheduleShadowRespawn() }
+                case .failure(let error):
+                    self.logger.critical("could not restart the primary: \(error); retrying in 1 s")
+                    self.primary = nil
+                    self.loop.scheduleTask(in: .seconds(1)) { self.failover(reason: reason) }
+                }
+            }
+        }
+    }
+
+    /// Makes `target` the primary: its replies for requests the old primary never answered are used.
+    func promote(_ target: WorkerInstance) {
+        standbys.removeAll { $0 === target }
+        if let old = primary, old !== target { old.role = .probation }
+        target.role = .primary
+        primary = target
+        var i = log.startIndex
+        while i != log.endIndex {
+            if !log[i].released && log[i].response == nil, let reply = log[i].standbyResponse {
+                log[i].response = reply
+                release(i)
+            }
+            i = log.index(after: i)
+        }
+        pump(target)
+        flushInstances()
+    }
+
+    /// Makes `target` primary and keeps the old primary replaying as a standby (a planned swap).
+    func flipRoles(to target: WorkerInstance, oldRole: InstanceRole) {
+        guard let old = primary else { return }
+        standbys.removeAll { $0 === target }
+        target.role = .primary
+        primary = target
+        old.role = oldRole
+        standbys.append(old)
+        shadowing.addRules(target.hello?.comparisonRules ?? [:])
+    }
+
+    /// Retires (shuts down) every standby matching `predicate`.
+    func retireStandbys(where predicate: (WorkerInstance) -> Bool) {
+        let leaving = standbys.filter(predicate)
+        standbys.removeAll(where: predicate)
+        for s in leaving {
+            shadowing.forget(s.id)
+            s.retire(reason: "retired")
+        }
+    }
+
+    /// Stops feeding a standby (it was retired elsewhere).
+    func removeStandby(_ instance: WorkerInstance) {
+        standbys.removeAll { $0 === instance }
+        shadowing.forget(instance.id)
+    }
+
+    /// Adds an instance that has been restored at `sequence` as a standby and starts feeding it.
+    func addStandby(_ instance: WorkerInstance, restoredAt sequence: UInt64) {
+        instance.sentSequence = sequence
+        instance.appliedSequence = sequence
+        instance.phase = .catchingUp
+        standbys.append(instance)
+        pump(instance)
+        flushInstances()
+    }
+
+    func scheduleShadowRespawn(after delay: TimeAmount = .milliseconds(200)) {
+        guard !shadowRespawnScheduled, !stopping else { return }
+        shadowRespawnScheduled = true
+        loop.scheduleTask(in: delay) {
+            self.shadowRespawnScheduled = false
+            guard !self.stopping, !self.standbys.contains(where: { $0.role == .shadow && !$0.isDead }) else { return }
+            self.startShadow()
+        }
+    }
+
+    /// Starts a same-version shadow of the current primary.
+    func startShadow() {
+        let binary = primary?.binary ?? serviceBinary
+        let args = primary?.arguments
+        let env = primary?.environment
+        spawnInstance(binary: binary, role: .shadow, arguments: args, environment: env).flatMap { instance in
+            self.bootstrap(instance)
+        }.whenFailure { error in
+            self.logger.error("could not start a shadow: \(error); retrying in 2 s")
+            self.scheduleShadowRespawn(after: .seconds(2))
+        }
+    }
+
+    // MARK: timers, health, snapshots
+
+    private func startTimers() {
+        timers.append(loop.scheduleRepeatedTask(initialDelay: configuration.tickInterval, delay: configuration.tickInterval) { _ in
+            guard !self.intakePaused, self.primary != nil, !self.stopping else { return }
+            self.submit(tag: InputTag.tick, payload: [], sink: nil)
+        })
+        timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .milliseconds(500)) { _ in
+            self.healthCheck()
+        })
+        timers.append(loop.scheduleRepeatedTask(initialDelay: configuration.snapshotInterval, delay: .seconds(1)) { _ in
+            if NIODeadline.now() - self.lastSnapshotAt >= self.configuration.snapshotInterval,
+                self.lastSequence > self.lastSnapshotSequence
+            {
+                self.takeSnapshot()
+            }
+        })
+    }
+
+    private func healthCheck() {
+        let now = NIODeadline.now()
+        for instance in [primary].compactMap({ $0 }) + standbys where !instance.isDead && instance.phase != .starting {
+            if let ping = instance.outstandingPing {
+                if now - ping.sentAt > configuration.hangTimeout {
+                    instance.fail(SupervisorError(.timeout, "worker \(instance.id) did not answer a health check for \(configuration.hangTimeout.nanoseconds / 1_000_000) ms; killed as hung"))
+                }
+            } else {
+                let nonce = UInt64.random(in: 1...UInt64.max)
+                instance.outstandingPing = (nonce, now)
+                instance.send(.ping(nonce: nonce))
+            }
+        }
+        flushInstances()
+    }
+
+    /// Takes a snapshot from the shadow (never pausing the primary) and writes it to the journal directory.
+    @discardableResult
+    func takeSnapshot() -> EventLoopFuture<UInt64> {
+        guard !snapshotInProgress else { return loop.makeFailedFuture(SupervisorError(.busy, "a snapshot is already in progress")) }
+        guard let source = snapshotSource ?? (configuration.shadow ? nil : primary), source.isLive,
+            let hello = source.hello
+        else {
+            return loop.makeFailedFuture(SupervisorError(.busy, "no live shadow to snapshot from yet"))
+        }
+        snapshotInProgress = true
+        let journal = self.journal
+        let started = NIODeadline.now()
+        return source.request(.snapshotRequest(streamID: UInt32.random(in: 1...UInt32.max))).flatMap { reply -> EventLoopFuture<UInt64> in
+            guard case .snapshotChunk(let chunk) = reply else {
+                return self.loop.makeFailedFuture(SupervisorError(.workerFailed, "unexpected snapshot reply"))
+            }
+            let snapshot = JournalSnapshot(
+                service: hello.service, schemaVersion: Int(chunk.schemaVersion), sequence: chunk.sequence, data: chunk.data)
+            return self.threadPool.runIfActive(eventLoop: self.loop) {
+                try journal.writeSnapshot(snapshot)
+                return chunk.sequence
+            }
+        }.always { result in
+            self.snapshotInProgress = false
+            switch result {
+            case .success(let seq):
+                self.lastSnapshotSequence = seq
+                self.lastSnapshotAt = .now()
+                self.metrics.snapshotSeconds.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
+                self.logger.info("snapshot written", metadata: ["understudy.seq": "\(seq)"])
+            case .failure(let error):
+                self.logger.error("snapshot failed: \(error)")
+            }
+        }
+    }
+
+    // MARK: stopping
+
+    /// Stops intake and timers, waits for in-flight replies, takes a final snapshot, retires workers.
+    func shutdown() -> EventLoopFuture<Void> {
+        stopping = true
+        for t in timers { t.cancel() }
+        timers = []
+        while let h = held.popFirst() { h.sink?(RESPValue.errorBytes("ERR the server is shutting down")) }
+        let drained: EventLoopFuture<Void>
+        if let primary {
+            drained = waitUntilApplied(primary, lastSequence, timeout: .seconds(10)).flatMap {
+                guard let target = self.failoverTarget else { return self.loop.makeSucceededVoidFuture() }
+                return self.waitUntilApplied(target, self.lastSequence, timeout: .seconds(10))
+            }
+        } else {
+            drained = loop.makeSucceededVoidFuture()
+        }
+        return drained.flatMap { () -> EventLoopFuture<Void> in
+            guard self.lastSequence > self.lastSnapshotSequence else { return self.loop.makeSucceededVoidFuture() }
+            return self.takeSnapshot().map { _ in () }.recover { _ in () }
+        }.recover { _ in () }.map {
+            self.primary?.retire(reason: "supervisor shutting down")
+            for s in self.standbys { s.retire(reason: "supervisor shutting down") }
+            self.shadowing.close()
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import UnderstudyWire
+
+/// One observed difference between an instance and the primary.
+public struct Discrepancy: Codable, Sendable, Equatable {
+    /// What differed.
+    public enum Kind: String, Codable, Sendable {
+        /// The replies to one request differed.
+        case reply
+        /// The state digests differed at a checkpoint (keys listed in `keys`).
+        case state
+        /// A swap or deploy step failed (the message says why).
+        case transfer
+    }
+    /// The sequence number of the request (or checkpoint).
+    public var sequence: UInt64
+    /// The instance that disagreed with the primary.
+    public var instance: UInt32
+    /// Its role at the time.
+    public var role: String
+    /// Its version.
+    public var version: String
+    /// What differed.
+    public var kind: Kind
+    /// The command class (upper-case command name) for replies.
+    public var command: String
+    /// The request, rendered readably.
+    public var request: String
+    /// The primary's reply (or key state).
+    public var primary: String
+    /// The instance's reply (or key state).
+    public var other: String
+    /// Keys involved, for state discrepancies.
+    public var keys: [String]
+    /// When it was recorded (ms since epoch).
+    public var timeMillis: Int64
+}
+
+/// Per-command-class reply comparison counts for one instance.
+public struct ComparisonStats: Codable, Sendable, Equatable {
+    /// Replies compared.
+    public var compared: Int = 0
+    /// Replies that differed.
+    public var differed: Int = 0
+    /// The fraction that differed.
+    public var rate: Double { compared == 0 ? 0 : Double(differed) / Double(compared) }
+}
+
+/// Compares replies and states across instances and keeps the discrepancy log.
+///
+/// Confined to the supervisor's core event loop.
+// Safety of @unchecked Sendable: confined to the core event loop — every method runs on `loop`
+// (NIO callbacks, scheduled tasks and `loop.submit` from other threads), so no two threads touch it.
+final class ShadowManager: @unchecked Sendable {
+    private(set) var rules: [String: ComparisonRule] = [:]
+    private(set) var recent: [Discrepancy] = []
+    let capacity: Int
+    private let logURL: URL?
+    private var logHandle: FileHandle?
+    private(set) var totalDiscrepancies = 0
+    /// Per instance, per command class.
+    private(set) var stats: [UInt32: [String: ComparisonStats]] = [:]
+    /// Per instance: outcomes of the last `windowSize` comparisons (true = differed).
+    private var windows: [UInt32: (outcomes: [Bool], index: Int, differed: Int)] = [:]
+    let windowSize = 1000
+
+    let classifier: CommandClassifier
+
+    init(dataDirectory: String?, classifier: CommandClassifier, capacity: Int = 1000) {
+        self.capacity = capacity
+        self.classifier = classifier
+        if let dataDirectory {
+            let url = URL(fileURLWithPath: dataDirectory).appendingPathComponent("discrepancies.jsonl")
+            self.logURL = url
+            if !FileManager.default.fileExists(atPath: url.path) {
+                FileManager.default.createFile(atPath: url.path, contents: nil)
+            }
+            self.logHandle = try? FileHandle(forWritingTo: url)
+            _ = try? self.logHandle?.seekToEnd()
+            // Load the tail of the persisted log so `status` shows history across restarts.
+            if let data = try? Data(contentsOf: url) {
+                let lines = data.split(separator: UInt8(ascii: "\n")).suffix(capacity)
+                let decoder = JSONDecoder()
+                recent = lines.compactMap { try? decoder.decode(Discrepancy.self, from: Data($0)) }
+                totalDiscrepancies = recent.count
+            }
+        } else {
+            self.logURL = nil
+        }
+    }
+
+    /// Adds comparison rules declared by a service.
+    func addRules(_ newRules: [String: ComparisonRule]) {
+        for (k, v) in newRules { rules[k.uppercased()] = v }
+    }
+
+
+    static func render(tag: UInt8, payload: [UInt8], limit: Int = 200) -> String {
+        switch tag {
+        case InputTag.resp:
+            guard let args = try? CommandCodec.decode(payload) else { return "<undecodable>" }
+            return String(args.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ").prefix(limit))
+        case InputTag.respTransaction:
+            guard let cmds = try? CommandCodec.decodeTransaction(payload) else { return "<undecodable>" }
+            return String(("MULTI; " + cmds.map { $0.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") }.joined(separator: "; ") + "; EXEC").prefix(limit))
+        case InputTag.tick: return "TICK"
+        default: return "tag \(tag), \(payload.count) bytes"
+        }
+    }
+
+    static func renderReply(_ bytes: [UInt8], limit: Int = 200) -> String {
+        if let v = try? RESPReplyParser.parseOne(bytes) { return String(v.display.prefix(limit)) }
+        return String(String(decoding: bytes, as: UTF8.self).prefix(limit)).debugDescription
+    }
+
+    /// Whether two replies to a command agree under the service's rule for that command.
+    func agree(command: String, _ a: [UInt8], _ b: [UInt8]) -> Bool {
+        switch rules[command] ?? .exact {
+        case .ignore: return true
+        case .exact: return a == b
+        case .orderInsensitive:
+            if a == b { return true }
+            guard let va = try? RESPReplyParser.parseOne(a), let vb = try? RESPReplyParser.parseOne(b) else { return false }
+            return va.sortedArrays == vb.sortedArrays
+        }
+    }
+
+    /// Compares one instance's reply with the primary's; records a discrepancy when they differ.
+    /// Returns true when they agree.
+    @discardableResult
+    func compare(
+        request: ApplyRequest, primaryReply: [UInt8], otherReply: [UInt8], instance: WorkerInstance
+    ) -> Bool {
+        let command = classifier.classify(tag: request.tag, payload: request.payload)
+        if (rules[command] ?? .exact) == .ignore { return true }
+        let same = agree(command: command, primaryReply, otherReply)
+        stats[instance.id, default: [:]][command, default: ComparisonStats()].compared += 1
+        var w = windows[instance.id] ?? (Array(repeating: false, count: windowSize), 0, 0)
+        if w.outcomes[w.index] { w.differed -= 1 }
+        w.outcomes[w.index] = !same
+        if !same { w.differed += 1 }
+        w.index = (w.index + 1) % windowSize
+        windows[instance.id] = w
+        instance.comparedReplies += 1
+        if !same {
+            instance.differingReplies += 1
+            stats[instance.id, default: [:]][command, default: ComparisonStats()].differed += 1
+            record(Discrepancy(
+                sequence: request.sequence, instance: instance.id, role: instance.role.rawValue,
+                version: instance.version, kind: .reply, command: command,
+                request: Self.render(tag: request.tag, payload: request.payload),
+                primary: Self.renderReply(primaryReply), other: Self.renderReply(otherReply), keys: [],
+                timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+        }
+        return same
+    }
+
+    /// The sliding-window discrepancy rate of an instance (over its last comparisons).
+    func windowRate(_ instance: UInt32) -> Double {
+        guard let w = windows[instance] else { return 0 }
+        let n = min(windowSize, stats[instance]?.values.reduce(0) { $0 + $1.compared } ?? 0)
+        return n == 0 ? 0 : Double(w.differed) / Double(n)
+    }
+
+    /// Drops the per-instance counters (when an instance goes away).
+    func forget(_ instance: UInt32) {
+        windows[instance] = nil
+    }
+
+    /// Records a discrepancy in memory and in the data directory.
+    func record(_ d: Discrepancy) {
+        totalDiscrepancies += 1
+        recent.append(d)
+        if recent.count > capacity { recent.removeFirst(recent.count - capacity) }
+        if let logHandle, var line = try? JSONEncoder().encode(d) {
+            line.append(UInt8(ascii: "\n"))
+            try? logHandle.write(contentsOf: line)
+        }
+    }
+
+    /// Closes the persisted log.
+    func close() {
+        try? logHandle?.close()
+        logHandle = nil
+    }
+}

@@ -1,0 +1,231 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import UnderstudyJournal
+import UnderstudyWire
+
+/// One instance as `GET /status` shows it.
+public struct InstanceStatus: Codable, Sendable {
+    public var id: UInt32
+    public var role: String
+    public var phase: String
+    public var service: String
+    public var version: String
+    public var schemaVersion: UInt32
+    public var pid: Int32
+    public var binary: String
+    public var appliedSequence: UInt64
+    public var lagRecords: UInt64
+    public var lagMillis: Int64
+    public var comparedReplies: Int
+    public var differingReplies: Int
+    public var discrepancyRate: Double
+}
+
+/// The supervisor's state as `GET /status` and `understudy status --json` show it.
+public struct SupervisorStatus: Codable, Sendable {
+    public var service: String
+    public var version: String
+    public var listen: String
+    public var admin: String?
+    public var dataDirectory: String
+    public var fsync: String
+    public var lastSequence: UInt64
+    public var durableSequence: UInt64
+    public var intakePaused: Bool
+    public var heldRequests: Int
+    public var snapshotSequence: UInt64
+    public var snapshotInProgress: Bool
+    public var instances: [InstanceStatus]
+    public var probation: ProbationStatus?
+    public var swaps: Int
+    public var discrepancies: Int
+    public var workerRestarts: Int
+    public var uptimeSeconds: Double
+}
+
+/// Probation as `GET /status` shows it.
+public struct ProbationStatus: Codable, Sendable {
+    public var previousPrimary: UInt32
+    public var previousVersion: String
+    public var newPrimary: UInt32
+    public var secondsLeft: Double
+    public var requests: Int
+    public var errors: Int
+}
+
+/// Everything that runs on the core event loop, wired together.
+// Safety of @unchecked Sendable: all mutable state lives on `loop`; callers from other threads
+// (the admin server, the lifecycle task) go through `loop.submit`/`flatSubmit`.
+final class SupervisorCore: @unchecked Sendable {
+    let loop: any EventLoop
+    let configuration: SupervisorConfiguration
+    let logger: Logger
+    let journal: Journal
+    let pipeline: RequestPipeline
+    let shadowing: ShadowManager
+    let metrics: SupervisorMetrics
+    let registry: PrometheusCollectorRegistry
+    let transfer: TransferRunner
+    let deploys: DeployRunner
+    let prediction: PredictionAdvisor
+    let threadPool: NIOThreadPool
+    let startedAt = Date()
+    private var listener: (any Channel)?
+    private var admin: AdminServer?
+    private var nextClientID: Int64 = 1
+    let token: String
+
+    init(loop: any EventLoop, journal: Journal, configuration: SupervisorConfiguration, threadPool: NIOThreadPool, logger: Logger) throws {
+        self.loop = loop
+        self.configuration = configuration
+        self.logger = logger
+        self.journal = journal
+        self.threadPool = threadPool
+        self.registry = PrometheusCollectorRegistry()
+        self.metrics = SupervisorMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        self.shadowing = ShadowManager(dataDirectory: configuration.dataDirectory, classifier: metrics.classifier)
+        self.pipeline = RequestPipeline(
+            loop: loop, journal: journal, configuration: configuration.pipeline, serviceBinary: configuration.servicePath,
+            threadPool: threadPool, shadowing: shadowing, metrics: metrics, logger: logger)
+        pipeline.serviceArguments = configuration.serviceArguments
+        pipeline.serviceEnvironment = configuration.serviceEnvironment
+        self.transfer = TransferRunner(
+            pipeline: pipeline, configuration: configuration.transfer, metrics: metrics, shadowing: shadowing, logger: logger)
+        self.deploys = DeployRunner(
+            pipeline: pipeline, transfer: transfer, shadowing: shadowing, gate: UpdateGateConfiguration(),
+            threadPool: threadPool, logger: logger)
+        self.prediction = PredictionAdvisor(logger: logger)
+        self.token = try AdminToken.loadOrCreate(dataDirectory: configuration.dataDirectory)
+        pipeline.primaryResultObserver = { [prediction] request, result in
+            prediction.observe(request: request, result: result)
+        }
+        deploys.surpriseProvider = { [prediction] in prediction.currentSurprise }
+    }
+
+    /// Starts the pipeline (recovery), then the client listener and the admin server.
+    func start() -> EventLoopFuture<Void> {
+        let started = NIODeadline.now()
+        return pipeline.start().flatMap {
+            self.logger.info("recovered", metadata: [
+                "understudy.seq": "\(self.pipeline.lastSequence)",
+                "understudy.ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
+            ])
+            return self.startListener()
+        }.flatMap {
+            self.prediction.start()
+            guard let address = self.configuration.admin else { return self.loop.makeSucceededVoidFuture() }
+            guard address.isLoopback || self.configuration.allowRemoteAdmin else {
+                return self.loop.makeFailedFuture(SupervisorError(
+                    .bindFailed, "refusing to serve the admin API on non-loopback address \(address); pass --allow-remote-admin to do so"))
+            }
+            let admin = AdminServer(core: self)
+            self.admin = admin
+            return admin.start(address: address)
+        }
+    }
+
+    private func startListener() -> EventLoopFuture<Void> {
+        let limits = configuration.limits
+        return ServerBootstrap(group: loop)
+            .serverChannelOption(.backlog, value: 512)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    self.nextClientID += 1
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPCommandDecoder(limits: limits)))
+                    try channel.pipeline.syncOperations.addHandler(
+                        RESPConnectionHandler(pipeline: self.pipeline, clientID: self.nextClientID))
+                }
+            }
+            .bind(host: configuration.listen.host, port: configuration.listen.port)
+            .map { self.listener = $0 }
+            .flatMapErrorThrowing { error in
+                throw SupervisorError(.bindFailed, "cannot listen on \(self.configuration.listen): \(error)")
+            }
+    }
+
+    func readyInfo() async throws -> ReadyInfo {
+        try await loop.submit {
+            let port = self.listener?.localAddress?.port ?? self.configuration.listen.port
+            return ReadyInfo(
+                listen: ListenAddress(host: self.configuration.listen.host, port: port),
+                admin: self.admin?.boundAddress, dataDirectory: self.configuration.dataDirectory,
+                service: "\(self.pipeline.primary?.hello?.service ?? "?") \(self.pipeline.primary?.version ?? "?")")
+        }.get()
+    }
+
+    /// Stops accepting, drains, takes a final snapshot, retires workers.
+    func stop() -> EventLoopFuture<Void> {
+        prediction.stop()
+        let closed = listener?.close() ?? loop.makeSucceededVoidFuture()
+        listener = nil
+        return closed.recover { _ in }.flatMap { self.pipeline.shutdown() }
+    }
+
+    func stopAdmin() async throws {
+        try await admin?.stop()
+    }
+
+    // MARK: views
+
+    func status() -> SupervisorStatus {
+        let last = pipeline.lastSequence
+        let headTime = pipeline.log.last?.request.time ?? 0
+        var instances: [InstanceStatus] = []
+        for i in [pipeline.primary].compactMap({ $0 }) + pipeline.standbys {
+            let lag = last > i.appliedSequence ? last - i.appliedSequence : 0
+            let phase: String
+            switch i.phase {
+            case .starting: phase = "starting"
+            case .restoring: phase = "restoring"
+            case .catchingUp: phase = "catching_up"
+            case .live: phase = "live"
+            case .dead: phase = "dead"
+            }
+            instances.append(InstanceStatus(
+                id: i.id, role: i.role.rawValue, phase: phase, service: i.hello?.service ?? "?", version: i.version,
+                schemaVersion: i.hello?.schemaVersion ?? 0, pid: i.pid, binary: i.binary, appliedSequence: i.appliedSequence,
+                lagRecords: lag, lagMillis: lag == 0 ? 0 : max(0, headTime - i.appliedTime),
+                comparedReplies: i.comparedReplies, differingReplies: i.differingReplies,
+                discrepancyRate: shadowing.windowRate(i.id)))
+        }
+        if let s = pipeline.standbys.first(where: { $0.role == .shadow }) {
+            metrics.shadowLagRecords.record(Int64(last > s.appliedSequence ? last - s.appliedSequence : 0))
+            metrics.discrepancyRate.record(shadowing.windowRate(s.id))
+        }
+        metrics.journalSequence.record(Int64(last))
+        metrics.journalDurableSequence.record(Int64(pipeline.durableSequence))
+        metrics.heldRequests.record(Int64(pipeline.heldCount))
+        metrics.discrepanciesTotal.record(Int64(shadowing.totalDiscrepancies))
+        let probation = transfer.probation.map {
+            ProbationStatus(
+                previousPrimary: $0.oldPrimary.id, previousVersion: $0.oldPrimary.version, newPrimary: $0.newPrimary.id,
+                secondsLeft: max(0, Double(($0.until - .now()).nanoseconds) / 1e9), requests: $0.requests, errors: $0.errors)
+        }
+        return SupervisorStatus(
+            service: pipeline.primary?.hello?.service ?? "?", version: pipeline.primary?.version ?? "?",
+            listen: "\(configuration.listen.host):\(listener?.localAddress?.port ?? configuration.listen.port)",
+            admin: admin?.boundAddress?.description, dataDirectory: configuration.dataDirectory,
+            fsync: configuration.pipeline.fsync.rawValue, lastSequence: last, durableSequence: pipeline.durableSequence,
+            intakePaused: pipeline.intakePaused, heldRequests: pipeline.heldCount,
+            snapshotSequence: pipeline.lastSnapshotSequence, snapshotInProgress: pipeline.snapshotInProgress,
+            instances: instances, probation: probation, swaps: transfer.history.count,
+            discrepancies: shadowing.totalDiscrepancies, workerRestarts: pipeline.restarts,
+            uptimeSeconds: Date().timeIntervalSince(startedAt))
+    }
+
+    /// `understudy swap`: the live same-version shadow takes over.
+    func swapToShadow() -> EventLoopFuture<SwapRecord> {
+        guard let target = pipeline.standbys.first(where: {
+            $0.role == .shadow && $0.isLive && $0.version == pipeline.primary?.version
+        }) else {
+            return loop.makeFailedFuture(SupervisorError(.busy, "there is no live same-version shadow to swap to (it may still be catching up)"))
+        }
+        return transfer.swap(to: target, reason: .planned)
+    }
+}

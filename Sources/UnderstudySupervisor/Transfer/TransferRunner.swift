@@ -1,0 +1,374 @@
+import CoreMetrics
+import Foundation
+import Logging
+import NIOCore
+import UnderstudyWire
+
+/// One swap, as recorded in the history (`GET /swaps`).
+public struct SwapRecord: Codable, Sendable {
+    /// A running number.
+    public var id: Int
+    /// Why it happened.
+    public var reason: SwapReason
+    /// Whether it was started automatically (probation rollback).
+    public var automatic: Bool
+    /// The old primary's instance id and version.
+    public var fromInstance: UInt32
+    public var fromVersion: String
+    /// The target's instance id and version.
+    public var toInstance: UInt32
+    public var toVersion: String
+    /// When it started (ms since epoch).
+    public var startedAtMillis: Int64
+    /// The outcome.
+    public var outcome: SwapOutcome
+    /// Microseconds spent in each step (pause, drain, catch_up, verify, patch, flip, resume).
+    public var stepMicros: [String: Int64]
+    /// Total time intake was paused, in microseconds.
+    public var pauseMicros: Int64
+    /// The sequence number at which intake paused.
+    public var sequence: UInt64
+}
+
+/// Drives the ``TransferController`` against the live pipeline, and runs probation afterwards.
+///
+/// Confined to the core event loop.
+// Safety of @unchecked Sendable: confined to the core event loop — every method runs on `loop`
+// (NIO callbacks, scheduled tasks and `loop.submit` from other threads), so no two threads touch it.
+final class TransferRunner: @unchecked Sendable {
+    let pipeline: RequestPipeline
+    let configuration: TransferConfiguration
+    let metrics: SupervisorMetrics
+    let shadowing: ShadowManager
+    let logger: Logger
+    var loop: any EventLoop { pipeline.loop }
+
+    private var active: ActiveSwap?
+    private(set) var history: [SwapRecord] = []
+    private(set) var probation: Probation?
+    private var probationTimer: RepeatedTask?
+
+    struct ActiveSwap {
+        var controller: TransferController
+        var target: WorkerInstance
+        var oldPrimary: WorkerInstance
+        var reason: SwapReason
+        var automatic: Bool
+        var promise: EventLoopPromise<SwapRecord>
+        var started: NIODeadline
+        var pausedAt: NIODeadline?
+        var stepStarted: NIODeadline
+        var currentStep: SwapStep = .pause
+        var stepMicros: [String: Int64] = [:]
+        var budgetTask: Scheduled<Void>?
+    }
+
+    /// The window after a swap in which the old primary stays ready to take back over.
+    struct Probation {
+        var oldPrimary: WorkerInstance
+        var newPrimary: WorkerInstance
+        var until: NIODeadline
+        var requests = 0
+        var errors = 0
+        var latenciesMicros: [Int64] = []
+        var swapID: Int
+    }
+
+    init(pipeline: RequestPipeline, configuration: TransferConfiguration, metrics: SupervisorMetrics,
+         shadowing: ShadowManager, logger: Logger) {
+        self.pipeline = pipeline
+        self.configuration = configuration
+        self.metrics = metrics
+        self.shadowing = shadowing
+        self.logger = logger
+        pipeline.instanceDeathObservers.append { [weak self] instance, reason in
+            self?.instanceDied(instance, reason: reason)
+        }
+        pipeline.latencyObserver = { [weak self] latency, isError in
+            guard let self, self.probation != nil else { return }
+            self.probation!.requests += 1
+            if isError { self.probation!.errors += 1 }
+            if self.probation!.latenciesMicros.count < 100_000 {
+                self.probation!.latenciesMicros.append(latency.nanoseconds / 1000)
+            }
+        }
+    }
+
+    var isSwapping: Bool { active != nil }
+
+    /// Swaps the primary role to `target`. Completes with the record whether it succeeded or aborted.
+    func swap(to target: WorkerInstance, reason: SwapReason, automatic: Bool = false) -> EventLoopFuture<SwapRecord> {
+        guard active == nil else {
+            return loop.makeFailedFuture(SupervisorError(.busy, "a swap is already in progress"))
+        }
+        guard let primary = pipeline.primary, primary.isLive || primary.phase == .catchingUp else {
+            return loop.makeFailedFuture(SupervisorError(.busy, "there is no live primary to swap from"))
+        }
+        guard target !== primary, !target.isDead, target.phase == .live || target.phase == .catchingUp else {
+            return loop.makeFailedFuture(SupervisorError(.busy, "the target instance \(target.id) is not replaying the journal"))
+        }
+        if reason != .rollback, let p = probation, p.newPrimary === primary {
+            endProbation(keepOld: false)
+        }
+        let sameSchema = primary.hello?.schemaVersion == target.hello?.schemaVersion
+        let promise = loop.makePromise(of: SwapRecord.self)
+        active = ActiveSwap(
+            controller: TransferController(sameSchema: sameSchema, residualLimit: configuration.residualLimit),
+            target: target, oldPrimary: primary, reason: reason, automatic: automatic, promise: promise,
+            started: .now(), stepStarted: .now())
+        logger.info("swap starting", metadata: [
+            "understudy.reason": "\(reason.rawValue)", "understudy.from": "\(primary.id)", "understudy.to": "\(target.id)",
+        ])
+        send(.start)
+        return promise.futureResult
+    }
+
+    private func mark(_ step: SwapStep) {
+        guard var a = active else { return }
+        let now = NIODeadline.now()
+        let micros = (now - a.stepStarted).nanoseconds / 1000
+        a.stepMicros[a.currentStep.rawValue, default: 0] += micros
+        a.currentStep = step
+        a.stepStarted = now
+        active = a
+    }
+
+    private func send(_ event: TransferController.Event) {
+        guard active != nil else { return }
+        let actions = active!.controller.handle(event)
+        for action in actions { perform(action) }
+    }
+
+    private func perform(_ action: TransferController.Action) {
+        guard let a = active else { return }
+        let primary = a.oldPrimary
+        let target = a.target
+        switch action {
+        case .pauseIntake:
+            pipeline.pauseIntake(reason: "swap")
+            active!.pausedAt = .now()
+            active!.stepStarted = .now()
+            active!.budgetTask = loop.scheduleTask(in: .milliseconds(configuration.pauseBudgetMillis)) { [weak self] in
+                self?.send(.pauseBudgetExceeded)
+            }
+            send(.intakePaused)
+        case .waitForDrain:
+            mark(.drain)
+            let last = pipeline.lastSequence
+            pipeline.waitUntilApplied(primary, last, timeout: .seconds(10)).whenComplete { [weak self] r in
+                switch r {
+                case .success: self?.send(.drained(sequence: last))
+                case .failure(let e): self?.send(.primaryFailed("\(e)"))
+                }
+            }
+        case .waitForTarget(let seq):
+            mark(.catchUp)
+            pipeline.pump(target)
+            pipeline.flushInstances()
+            pipeline.waitUntilApplied(target, seq, timeout: .seconds(10)).whenComplete { [weak self] r in
+                switch r {
+                case .success: self?.send(.caughtUp(sequence: seq))
+                case .failure(let e): self?.send(.targetFailed("\(e)"))
+                }
+            }
+        case .requestDigests:
+            mark(.verify)
+            let p = primary.request(.digestRequest)
+            let t = target.request(.digestRequest)
+            p.and(t).whenComplete { [weak self] r in
+                switch r {
+                case .success(let (.digest(pd), .digest(td))): self?.send(.digests(primary: pd, target: td))
+                case .success: self?.send(.targetFailed("unexpected digest reply"))
+                case .failure(let e): self?.send(.targetFailed("digest request failed: \(e)"))
+                }
+            }
+        case .requestDrillDown(let buckets):
+            let p = primary.request(.drillDown(buckets: buckets))
+            let t = target.request(.drillDown(buckets: buckets))
+            p.and(t).whenComplete { [weak self] r in
+                switch r {
+                case .success(let (.drillDownResult(_, pe), .drillDownResult(_, te))):
+                    self?.send(.drilledDown(primary: pe, target: te))
+                case .success: self?.send(.targetFailed("unexpected drill-down reply"))
+                case .failure(let e): self?.send(.targetFailed("drill-down failed: \(e)"))
+                }
+            }
+        case .patch(let keys):
+            mark(.patch)
+            primary.request(.fetch(keys: keys)).flatMap { reply -> EventLoopFuture<WireMessage> in
+                guard case .fetchResult(let entries) = reply else {
+                    return self.loop.makeFailedFuture(SupervisorError(.workerFailed, "unexpected fetch reply"))
+                }
+                self.shadowing.record(Discrepancy(
+                    sequence: self.pipeline.lastSequence, instance: target.id, role: target.role.rawValue,
+                    version: target.version, kind: .state, command: "SWAP",
+                    request: "residual patch before swap", primary: "\(entries.count) keys from the primary",
+                    other: "differed on the target", keys: keys.prefix(20).map { "\($0.map):\(String(decoding: $0.key, as: UTF8.self))" },
+                    timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+                return target.request(.patch(entries: entries))
+            }.whenComplete { [weak self] r in
+                switch r {
+                case .success(.patched(let n)): self?.send(.patched(count: Int(n)))
+                case .success: self?.send(.targetFailed("unexpected patch reply"))
+                case .failure(let e): self?.send(.targetFailed("patch failed: \(e)"))
+                }
+            }
+        case .flipRoles:
+            mark(.flip)
+            active!.budgetTask?.cancel()
+            pipeline.flipRoles(to: target, oldRole: a.reason == .rollback ? .candidate : .probation)
+            send(.flipped)
+        case .resumeIntake:
+            mark(.resume)
+            pipeline.resumeIntake(reason: "swap")
+            send(.resumed)
+        case .finish(let outcome):
+            mark(.resume)
+            complete(outcome)
+            afterSwap(a, succeeded: true)
+        case .abort(let reason):
+            active!.budgetTask?.cancel()
+            mark(.resume)
+            pipeline.resumeIntake(reason: "swap")
+            metrics.swapAborts.increment()
+            shadowing.record(Discrepancy(
+                sequence: pipeline.lastSequence, instance: target.id, role: target.role.rawValue, version: target.version,
+                kind: .transfer, command: "SWAP", request: "\(a.reason.rawValue) swap to instance \(target.id)",
+                primary: "kept serving", other: reason, keys: [], timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+            logger.warning("swap aborted; the old primary keeps serving", metadata: ["understudy.reason": "\(reason)"])
+            complete(SwapOutcome(succeeded: false, abortReason: reason, residualKeys: 0, digestsCompared: active?.controller.sameSchema ?? false))
+        }
+    }
+
+    private func complete(_ outcome: SwapOutcome) {
+        guard let a = active else { return }
+        active = nil
+        let pause = a.pausedAt.map { (NIODeadline.now() - $0).nanoseconds / 1000 } ?? 0
+        for (step, micros) in a.stepMicros {
+            metrics.recordSwapStep(step, .nanoseconds(micros * 1000))
+        }
+        metrics.recordSwapStep("total", .nanoseconds(pause * 1000))
+        if outcome.succeeded { metrics.swapsTotal.increment() }
+        let record = SwapRecord(
+            id: history.count + 1, reason: a.reason, automatic: a.automatic, fromInstance: a.oldPrimary.id,
+            fromVersion: a.oldPrimary.version, toInstance: a.target.id, toVersion: a.target.version,
+            startedAtMillis: Int64(Date().timeIntervalSince1970 * 1000) - (NIODeadline.now() - a.started).nanoseconds / 1_000_000,
+            outcome: outcome, stepMicros: a.stepMicros, pauseMicros: pause, sequence: a.controller.pausedAt)
+        history.append(record)
+        if history.count > 1000 { history.removeFirst() }
+        a.promise.succeed(record)
+    }
+
+    /// After a successful swap: probation for forward swaps; clean-up of the other version's standbys.
+    private func afterSwap(_ a: ActiveSwap, succeeded: Bool) {
+        let newPrimary = a.target
+        if a.reason == .rollback {
+            // The rolled-back instance is retired; so is any standby of its version.
+            endProbation(keepOld: true)
+            a.oldPrimary.retire(reason: "rolled back")
+            pipeline.retireStandbys { $0.version != newPrimary.version && $0 !== newPrimary }
+            pipeline.scheduleShadowRespawn()
+            return
+        }
+        // Standbys of another version than the new primary (an old shadow) are retired, except the
+        // old primary, which stays replaying through probation so a rollback is one more swap.
+        pipeline.retireStandbys { $0 !== a.oldPrimary && $0.version != newPrimary.version }
+        if !pipeline.standbys.contains(where: { $0.role == .shadow && !$0.isDead }) {
+            pipeline.scheduleShadowRespawn()
+        }
+        probation = Probation(
+            oldPrimary: a.oldPrimary, newPrimary: newPrimary,
+            until: .now() + .milliseconds(Int64(configuration.probationSeconds * 1000)), swapID: history.count)
+        probationTimer?.cancel()
+        probationTimer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [weak self] _ in
+            self?.checkProbation()
+        }
+    }
+
+    /// Probation's verdict so far: nil when healthy, else why it should roll back.
+    func probationProblem() -> String? {
+        guard let p = probation else { return nil }
+        if p.requests >= configuration.probationMinimumRequests {
+            let errorRate = Double(p.errors) / Double(p.requests)
+            if errorRate > configuration.probationErrorRate {
+                return "error replies at \(String(format: "%.1f", errorRate * 100)) % (threshold \(configuration.probationErrorRate * 100) %)"
+            }
+            let sorted = p.latenciesMicros.sorted()
+            if !sorted.isEmpty {
+                let p99 = Double(sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) / 1000
+                if p99 > configuration.probationLatencyP99Millis {
+                    return "latency p99 \(String(format: "%.1f", p99)) ms (threshold \(configuration.probationLatencyP99Millis) ms)"
+                }
+            }
+        }
+        let rate = shadowing.windowRate(p.oldPrimary.id)
+        if p.oldPrimary.comparedReplies >= configuration.probationMinimumRequests && rate > configuration.probationDiscrepancyRate {
+            return "discrepancy rate \(String(format: "%.1f", rate * 100)) % against the previous version (threshold \(configuration.probationDiscrepancyRate * 100) %)"
+        }
+        return nil
+    }
+
+    private func checkProbation() {
+        guard let p = probation, active == nil else { return }
+        if let problem = probationProblem() {
+            logger.warning("probation failed; rolling back automatically", metadata: ["understudy.reason": "\(problem)"])
+            rollback(automatic: true, why: problem).whenComplete { _ in }
+            return
+        }
+        if NIODeadline.now() >= p.until {
+            logger.info("probation passed; retiring the previous primary", metadata: ["understudy.instance": "\(p.oldPrimary.id)"])
+            endProbation(keepOld: false)
+        }
+    }
+
+    /// Ends probation; unless `keepOld`, the previous primary retires.
+    func endProbation(keepOld: Bool) {
+        probationTimer?.cancel()
+        probationTimer = nil
+        guard let p = probation else { return }
+        probation = nil
+        if !keepOld && pipeline.primary !== p.oldPrimary {
+            p.oldPrimary.retire(reason: "probation passed")
+            pipeline.removeStandby(p.oldPrimary)
+        }
+    }
+
+    /// Swaps back to the previous primary (only during probation).
+    func rollback(automatic: Bool, why: String) -> EventLoopFuture<SwapRecord> {
+        guard let p = probation else {
+            return loop.makeFailedFuture(SupervisorError(.notFound, "there is nothing to roll back: no swap is in probation"))
+        }
+        shadowing.record(Discrepancy(
+            sequence: pipeline.lastSequence, instance: p.newPrimary.id, role: "primary", version: p.newPrimary.version,
+            kind: .transfer, command: "ROLLBACK", request: automatic ? "automatic rollback" : "rollback requested",
+            primary: "version \(p.newPrimary.version)", other: why, keys: [],
+            timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+        probationTimer?.cancel()
+        return swap(to: p.oldPrimary, reason: .rollback, automatic: automatic)
+    }
+
+    private func instanceDied(_ instance: WorkerInstance, reason: String) {
+        if let a = active {
+            if instance === a.target { send(.targetFailed(reason)) }
+            if instance === a.oldPrimary { send(.primaryFailed(reason)) }
+        }
+        if let p = probation {
+            if instance === p.newPrimary {
+                // The pipeline fails over to the previous primary (it prefers the probation instance
+                // when no same-version shadow is live): record it as an automatic rollback.
+                shadowing.record(Discrepancy(
+                    sequence: pipeline.lastSequence, instance: instance.id, role: "primary", version: instance.version,
+                    kind: .transfer, command: "ROLLBACK", request: "new primary crashed during probation",
+                    primary: reason, other: "failed over to instance \(p.oldPrimary.id)", keys: [],
+                    timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+                probationTimer?.cancel()
+                probationTimer = nil
+                probation = nil
+            } else if instance === p.oldPrimary {
+                probationTimer?.cancel()
+                probationTimer = nil
+                probation = nil
+            }
+        }
+    }
+}
