@@ -137,9 +137,10 @@ final class SupervisorCore: @unchecked Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     self.nextClientID += 1
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPCommandDecoder(limits: limits)))
+                    let handler = RESPConnectionHandler(pipeline: self.pipeline, clientID: self.nextClientID)
                     try channel.pipeline.syncOperations.addHandler(
-                        RESPConnectionHandler(pipeline: self.pipeline, clientID: self.nextClientID))
+                        ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
+                    try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
             .bind(host: configuration.listen.host, port: configuration.listen.port)
@@ -190,7 +191,7 @@ final class SupervisorCore: @unchecked Sendable {
             instances.append(InstanceStatus(
                 id: i.id, role: i.role.rawValue, phase: phase, service: i.hello?.service ?? "?", version: i.version,
                 schemaVersion: i.hello?.schemaVersion ?? 0, pid: i.pid, binary: i.binary, appliedSequence: i.appliedSequence,
-                lagRecords: lag, lagMillis: lag == 0 ? 0 : max(0, headTime - i.appliedTime),
+                lagRecords: lag, lagMillis: lag == 0 || i.appliedTime == 0 ? 0 : max(0, headTime - i.appliedTime),
                 comparedReplies: i.comparedReplies, differingReplies: i.differingReplies,
                 discrepancyRate: shadowing.windowRate(i.id)))
         }

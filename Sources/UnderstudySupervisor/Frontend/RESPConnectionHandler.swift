@@ -32,8 +32,13 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        deliver(unwrapInboundIn(data))
+    }
+
+    /// Handles one decoded input (called directly by the decoder on the hot path).
+    func deliver(_ input: RESPInput) {
         guard !closeAfterReplies else { return }
-        switch unwrapInboundIn(data) {
+        switch input {
         case .protocolError(let message):
             reply(RESPValue.errorBytes("ERR Protocol error: \(message)"))
             closeAfterReplies = true

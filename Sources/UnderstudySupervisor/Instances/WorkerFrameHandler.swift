@@ -2,12 +2,56 @@ import NIOCore
 import UnderstudyWire
 
 /// Decodes length-prefixed worker frames from a channel into ``WireMessage``s.
+///
+/// Messages go straight to the instance (no trip down the channel pipeline), and `applied` frames —
+/// one per request per instance — are parsed directly from the buffer.
 struct WorkerFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = WireMessage
     let maximumFrameSize: Int
+    unowned let instance: WorkerInstance
 
-    init(maximumFrameSize: Int = FrameCodec.defaultMaximumFrameSize) {
+    init(instance: WorkerInstance, maximumFrameSize: Int = FrameCodec.defaultMaximumFrameSize) {
+        self.instance = instance
         self.maximumFrameSize = maximumFrameSize
+    }
+
+    private static func readVarint(_ buffer: inout ByteBuffer) throws -> Int {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard shift < 64, let byte: UInt8 = buffer.readInteger() else {
+                throw FrameError.malformed(type: 4, reason: "bad varint")
+            }
+            result |= UInt64(byte & 0x7f) << shift
+            if byte & 0x80 == 0 { break }
+            shift += 7
+        }
+        guard result <= UInt64(buffer.readableBytes) else { throw FrameError.malformed(type: 4, reason: "length beyond frame") }
+        return Int(result)
+    }
+
+    private static func readList(_ buffer: inout ByteBuffer) throws -> [[UInt8]] {
+        let count = try readVarint(&buffer)
+        var out: [[UInt8]] = []
+        out.reserveCapacity(count)
+        for _ in 0..<count {
+            let n = try readVarint(&buffer)
+            out.append(buffer.readBytes(length: n)!)
+        }
+        return out
+    }
+
+    /// Parses an `applied` body (see WireMessage+Coding) without intermediate copies.
+    private static func parseApplied(_ body: inout ByteBuffer) throws -> ApplyResult {
+        guard let sequence = body.readInteger(endianness: .little, as: UInt64.self) else {
+            throw FrameError.malformed(type: 4, reason: "short applied frame")
+        }
+        let n = try readVarint(&body)
+        let response = body.readBytes(length: n)!
+        let touched = try readList(&body)
+        let written = try readList(&body)
+        guard body.readableBytes == 0 else { throw FrameError.malformed(type: 4, reason: "trailing bytes") }
+        return ApplyResult(sequence: sequence, response: response, touched: touched, written: written)
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
@@ -22,8 +66,13 @@ struct WorkerFrameDecoder: ByteToMessageDecoder {
         guard buffer.readableBytes >= 4 + frameLength else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
         let type: UInt8 = buffer.readInteger()!
+        if type == 4 {
+            var body = buffer.readSlice(length: frameLength - 1)!
+            instance.received(.applied(try Self.parseApplied(&body)))
+            return .continue
+        }
         let body = buffer.readBytes(length: frameLength - 1)!
-        context.fireChannelRead(wrapInboundOut(try FrameCodec.decode(type: type, body: body)))
+        instance.received(try FrameCodec.decode(type: type, body: body))
         return .continue
     }
 

@@ -66,7 +66,7 @@ final class WorkerInstance: @unchecked Sendable {
     var appliedTime: Int64 = 0
     /// When the last pong arrived.
     var lastPong = NIODeadline.now()
-    var outstandingPing: (nonce: UInt64, sentAt: NIODeadline)?
+    var outstandingPing: (nonce: UInt64, sentAt: NIODeadline, applied: UInt64)?
     /// Requests whose replies matched / differed from the primary's (for standbys).
     var comparedReplies = 0
     var differingReplies = 0
@@ -114,7 +114,7 @@ final class WorkerInstance: @unchecked Sendable {
             .serverChannelOption(.backlog, value: 4)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WorkerFrameDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WorkerFrameDecoder(instance: instance)))
                     try channel.pipeline.syncOperations.addHandler(WorkerChannelHandler(instance: instance))
                     instance.attach(channel)
                 }

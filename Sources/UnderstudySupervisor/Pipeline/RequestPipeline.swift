@@ -123,6 +123,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private(set) var snapshotInProgress = false
     private(set) var lastSnapshotSequence: UInt64 = 0
     private(set) var lastSnapshotAt: NIODeadline = .now()
+    /// Workers that died unexpectedly (each is replaced).
     private(set) var restarts = 0
     private var shadowRespawnScheduled = false
     private(set) var stopping = false
@@ -488,6 +489,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func instanceDied(_ instance: WorkerInstance, reason: String) {
         logger.error("instance died", metadata: ["understudy.instance": "\(instance.id)", "understudy.role": "\(instance.role.rawValue)", "understudy.reason": "\(reason)"])
         metrics.workerRestarts.increment()
+        restarts += 1
         shadowing.forget(instance.id)
         for observer in instanceDeathObservers { observer(instance, reason) }
         if instance === primary {
@@ -518,7 +520,6 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     }
 
     private func failover(reason: String) {
-        restarts += 1
         pauseIntake(reason: "failover")
         if let target = failoverTarget {
             logger.warning("failing over to the shadow", metadata: ["understudy.instance": "\(target.id)"])
@@ -645,12 +646,16 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         let now = NIODeadline.now()
         for instance in [primary].compactMap({ $0 }) + standbys where !instance.isDead && instance.phase != .starting {
             if let ping = instance.outstandingPing {
-                if now - ping.sentAt > configuration.hangTimeout {
+                // A worker working through a backlog answers pings late but keeps applying: that is
+                // progress, not a hang.
+                if instance.appliedSequence > ping.applied {
+                    instance.outstandingPing = (ping.nonce, now, instance.appliedSequence)
+                } else if now - ping.sentAt > configuration.hangTimeout {
                     instance.fail(SupervisorError(.timeout, "worker \(instance.id) did not answer a health check for \(configuration.hangTimeout.nanoseconds / 1_000_000) ms; killed as hung"))
                 }
             } else {
                 let nonce = UInt64.random(in: 1...UInt64.max)
-                instance.outstandingPing = (nonce, now)
+                instance.outstandingPing = (nonce, now, instance.appliedSequence)
                 instance.send(.ping(nonce: nonce))
             }
         }

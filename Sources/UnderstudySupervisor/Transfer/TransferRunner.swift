@@ -44,6 +44,11 @@ final class TransferRunner: @unchecked Sendable {
     var loop: any EventLoop { pipeline.loop }
 
     private var active: ActiveSwap?
+    /// The latest requests' (latency µs, error) before now: the baseline probation is judged against.
+    private var recent = [(Int64, Bool)](repeating: (0, false), count: 4096)
+    private var recentIndex = 0
+    private var recentCount = 0
+    private var rollbackAttempts = 0
     private(set) var history: [SwapRecord] = []
     private(set) var probation: Probation?
     private var probationTimer: RepeatedTask?
@@ -72,6 +77,18 @@ final class TransferRunner: @unchecked Sendable {
         var errors = 0
         var latenciesMicros: [Int64] = []
         var swapID: Int
+        /// The p99 latency (ms) and error fraction of the requests before the swap.
+        var baselineP99Millis: Double
+        var baselineErrorRate: Double
+    }
+
+    private func baseline() -> (p99Millis: Double, errorRate: Double) {
+        guard recentCount > 0 else { return (0, 0) }
+        let samples = recent.prefix(recentCount)
+        let sorted = samples.map(\.0).sorted()
+        let p99 = Double(sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) / 1000
+        let errors = samples.filter(\.1).count
+        return (p99, Double(errors) / Double(samples.count))
     }
 
     init(pipeline: RequestPipeline, configuration: TransferConfiguration, metrics: SupervisorMetrics,
@@ -85,7 +102,11 @@ final class TransferRunner: @unchecked Sendable {
             self?.instanceDied(instance, reason: reason)
         }
         pipeline.latencyObserver = { [weak self] latency, isError in
-            guard let self, self.probation != nil else { return }
+            guard let self else { return }
+            self.recent[self.recentIndex] = (latency.nanoseconds / 1000, isError)
+            self.recentIndex = (self.recentIndex + 1) % self.recent.count
+            self.recentCount = min(self.recentCount + 1, self.recent.count)
+            guard self.probation != nil else { return }
             self.probation!.requests += 1
             if isError { self.probation!.errors += 1 }
             if self.probation!.latenciesMicros.count < 100_000 {
@@ -135,6 +156,16 @@ final class TransferRunner: @unchecked Sendable {
 
     private func send(_ event: TransferController.Event) {
         guard active != nil else { return }
+        // The budget timer can fire late on a busy loop; every step also checks the clock.
+        if let paused = active!.pausedAt, event != .pauseBudgetExceeded,
+            NIODeadline.now() - paused > .milliseconds(configuration.pauseBudgetMillis)
+        {
+            let abort = active!.controller.handle(.pauseBudgetExceeded)
+            if !abort.isEmpty {
+                for action in abort { perform(action) }
+                return
+            }
+        }
         let actions = active!.controller.handle(event)
         for action in actions { perform(action) }
     }
@@ -276,9 +307,12 @@ final class TransferRunner: @unchecked Sendable {
         if !pipeline.standbys.contains(where: { $0.role == .shadow && !$0.isDead }) {
             pipeline.scheduleShadowRespawn()
         }
+        let before = baseline()
+        rollbackAttempts = 0
         probation = Probation(
             oldPrimary: a.oldPrimary, newPrimary: newPrimary,
-            until: .now() + .milliseconds(Int64(configuration.probationSeconds * 1000)), swapID: history.count)
+            until: .now() + .milliseconds(Int64(configuration.probationSeconds * 1000)), swapID: history.count,
+            baselineP99Millis: before.p99Millis, baselineErrorRate: before.errorRate)
         probationTimer?.cancel()
         probationTimer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [weak self] _ in
             self?.checkProbation()
@@ -289,15 +323,19 @@ final class TransferRunner: @unchecked Sendable {
     func probationProblem() -> String? {
         guard let p = probation else { return nil }
         if p.requests >= configuration.probationMinimumRequests {
+            // Judged against the same workload just before the swap: error replies that clients always
+            // provoke (wrong types…) and a machine that is slow anyway must not trigger a rollback.
             let errorRate = Double(p.errors) / Double(p.requests)
-            if errorRate > configuration.probationErrorRate {
-                return "error replies at \(String(format: "%.1f", errorRate * 100)) % (threshold \(configuration.probationErrorRate * 100) %)"
+            let errorLimit = max(configuration.probationErrorRate, p.baselineErrorRate * 2 + configuration.probationErrorRate)
+            if errorRate > errorLimit {
+                return "error replies at \(String(format: "%.1f", errorRate * 100)) % (before the swap \(String(format: "%.1f", p.baselineErrorRate * 100)) %, limit \(String(format: "%.1f", errorLimit * 100)) %)"
             }
             let sorted = p.latenciesMicros.sorted()
             if !sorted.isEmpty {
                 let p99 = Double(sorted[min(sorted.count - 1, sorted.count * 99 / 100)]) / 1000
-                if p99 > configuration.probationLatencyP99Millis {
-                    return "latency p99 \(String(format: "%.1f", p99)) ms (threshold \(configuration.probationLatencyP99Millis) ms)"
+                let limit = max(configuration.probationLatencyP99Millis, p.baselineP99Millis * 4)
+                if p99 > limit {
+                    return "latency p99 \(String(format: "%.1f", p99)) ms (before the swap \(String(format: "%.1f", p.baselineP99Millis)) ms, limit \(String(format: "%.1f", limit)) ms)"
                 }
             }
         }
@@ -311,6 +349,12 @@ final class TransferRunner: @unchecked Sendable {
     private func checkProbation() {
         guard let p = probation, active == nil else { return }
         if let problem = probationProblem() {
+            guard rollbackAttempts < 3 else {
+                logger.error("automatic rollback failed 3 times; keeping the new primary", metadata: ["understudy.reason": "\(problem)"])
+                endProbation(keepOld: false)
+                return
+            }
+            rollbackAttempts += 1
             logger.warning("probation failed; rolling back automatically", metadata: ["understudy.reason": "\(problem)"])
             rollback(automatic: true, why: problem).whenComplete { _ in }
             return
@@ -343,7 +387,7 @@ final class TransferRunner: @unchecked Sendable {
             kind: .transfer, command: "ROLLBACK", request: automatic ? "automatic rollback" : "rollback requested",
             primary: "version \(p.newPrimary.version)", other: why, keys: [],
             timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
-        probationTimer?.cancel()
+        // Probation (and its timer) stays on until the rollback succeeds: an aborted rollback is retried.
         return swap(to: p.oldPrimary, reason: .rollback, automatic: automatic)
     }
 
