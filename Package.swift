@@ -9,6 +9,10 @@ let package = Package(
         .executable(name: "kv-v1", targets: ["kv-v1"]),
         .executable(name: "kv-v2", targets: ["kv-v2"]),
         .library(name: "UnderstudyKit", targets: ["UnderstudyKit"]),
+        .library(name: "UnderstudyWire", targets: ["UnderstudyWire"]),
+        .library(name: "UnderstudyJournal", targets: ["UnderstudyJournal"]),
+        .library(name: "UnderstudyPrediction", targets: ["UnderstudyPrediction"]),
+        .library(name: "KVStore", targets: ["KVStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

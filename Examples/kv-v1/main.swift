@@ -1,1 +1,4 @@
-print("todo")
+import KVStore
+import UnderstudyKit
+
+WorkerRuntime.main(KVServiceV1())

@@ -1,1 +1,4 @@
-print("todo")
+import KVStore
+import UnderstudyKit
+
+WorkerRuntime.main(KVServiceV2(broken: BrokenMode.fromEnvironment(arguments: CommandLine.arguments)))

@@ -118,36 +118,35 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     }
 
     /// Mutates a key's value in place (nil = absent; setting nil removes). Records the key as written
-    /// when the body changes existence or returns `true` from `changed`.
+    /// when the value changed, else as touched.
     ///
     /// The value is moved out of the tree before `body` runs, so a large collection value is
-    /// mutated without a copy.
+    /// mutated without a copy. If `body` throws, whatever it did to the value is kept (and the digest
+    /// reflects it).
     @inlinable @discardableResult
     public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) throws -> R) rethrows -> R {
         let b = bucket(of: key)
-        let oldEntry = storage.removeValue(forKey: key)
-        var value = oldEntry?.value
-        let oldHash = oldEntry?.hash
-        // Drop our extra reference so `value` is uniquely referenced inside `body`.
-        let result: R
-        do {
-            result = try body(&value)
-        } catch {
-            if let oldEntry { storage[key] = oldEntry }
-            throw error
+        var value: Value?
+        var oldHash: UInt64?
+        if let oldEntry = storage.removeValue(forKey: key) {
+            oldHash = oldEntry.hash
+            value = oldEntry.value
         }
-        if let oldHash { buckets[b] &-= oldHash }
-        if let value {
-            let h = entryHash(key: key, value: value)
-            storage[key] = Entry(value: value, hash: h)
-            buckets[b] &+= h
-            if h != oldHash { noteWritten(key) } else { noteTouched(key) }
-        } else if oldHash != nil {
-            noteWritten(key)
-        } else {
-            noteTouched(key)
+        // `oldEntry` is gone here: `value` holds the only reference, so `body` mutates it in place.
+        defer {
+            if let oldHash { buckets[b] &-= oldHash }
+            if let value {
+                let h = entryHash(key: key, value: value)
+                storage[key] = Entry(value: value, hash: h)
+                buckets[b] &+= h
+                if h != oldHash { noteWritten(key) } else { noteTouched(key) }
+            } else if oldHash != nil {
+                noteWritten(key)
+            } else {
+                noteTouched(key)
+            }
         }
-        return result
+        return try body(&value)
     }
 
     /// Removes every key, recording each as written.

@@ -1,0 +1,111 @@
+import Benchmark
+import Foundation
+import KVStore
+import Logging
+import UnderstudyJournal
+import UnderstudyKit
+import UnderstudyPrediction
+import UnderstudyWire
+
+/// Pre-encoded `SET key:i value` requests.
+func setRequests(_ count: Int, from start: UInt64 = 1) -> [ApplyRequest] {
+    (0..<count).map { i in
+        ApplyRequest(
+            sequence: start + UInt64(i), time: 1_700_000_000_000, seed: UInt64(i), tag: InputTag.resp,
+            payload: CommandCodec.encode([Array("SET".utf8), Array("key:\(i)".utf8), Array("value-\(i)".utf8)]))
+    }
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal], maxDuration: .seconds(5))
+
+    // Worker apply rate in-process: the kv service applying SETs (digest maintenance included).
+    Benchmark("Kit: kv-v1 apply SET in-process", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        var engine = ServiceEngine(service: KVServiceV1())
+        let requests = setRequests(benchmark.scaledIterations.count)
+        benchmark.startMeasurement()
+        for r in requests { blackHole(engine.apply(r)) }
+    }
+
+    // Digest update cost per mutation: one TrackedMap write (hash of key and value, bucket update).
+    Benchmark("Kit: digest update per mutation", configuration: .init(scalingFactor: .mega)) { benchmark in
+        var map = TrackedMap<Int64>(name: "counters")
+        let keys = (0..<1024).map { Array("k\($0)".utf8) }
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations { map.set(keys[i & 1023], Int64(i)) }
+        blackHole(map.bucketDigests)
+    }
+
+    // Snapshot and restore of 1 M small string keys.
+    Benchmark("Kit: snapshot 1M keys", configuration: .init(metrics: [.wallClock, .peakMemoryResident], maxIterations: 5)) { benchmark in
+        var engine = ServiceEngine(service: KVServiceV1())
+        for r in setRequests(1_000_000) { _ = engine.apply(r) }
+        benchmark.startMeasurement()
+        blackHole(engine.state.encodeSnapshot(schemaVersion: 1, sequence: engine.lastSequence))
+    }
+    Benchmark("Kit: restore 1M keys", configuration: .init(metrics: [.wallClock, .peakMemoryResident], maxIterations: 5)) { benchmark in
+        var engine = ServiceEngine(service: KVServiceV1())
+        for r in setRequests(1_000_000) { _ = engine.apply(r) }
+        let bytes = engine.state.encodeSnapshot(schemaVersion: 1, sequence: engine.lastSequence)
+        benchmark.startMeasurement()
+        var fresh = KVStateV1()
+        try fresh.load(from: try StateSnapshot(bytes: bytes))
+        blackHole(fresh)
+    }
+
+    // Frame codec: encode and decode one apply frame.
+    Benchmark("Wire: apply frame encode+decode", configuration: .init(scalingFactor: .mega)) { benchmark in
+        let message = WireMessage.apply(setRequests(1)[0])
+        var decoder = FrameDecoder()
+        for _ in benchmark.scaledIterations {
+            decoder.append(FrameCodec.encode(message))
+            blackHole(try decoder.next())
+        }
+    }
+
+    // Journal appends with 100-byte payloads (everysec) and replay from disk.
+    Benchmark("Journal: append everysec 100 B", configuration: .init(scalingFactor: .mega, maxIterations: 3)) { benchmark in
+        let dir = NSTemporaryDirectory() + "us-bench-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let journal = try Journal.open(directory: dir, configuration: .init(fsync: .everysec), logger: Logger(label: "bench"))
+        let payload = [UInt8](repeating: 7, count: 100)
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            try journal.append(JournalRecord(sequence: UInt64(i) + 1, time: 0, seed: 0, tag: 1, payload: payload))
+        }
+        benchmark.stopMeasurement()
+        try journal.close()
+    }
+    Benchmark("Journal: replay 100 B records", configuration: .init(scalingFactor: .mega, maxIterations: 3)) { benchmark in
+        let dir = NSTemporaryDirectory() + "us-bench-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let journal = try Journal.open(directory: dir, configuration: .init(fsync: .no), logger: Logger(label: "bench"))
+        let payload = [UInt8](repeating: 7, count: 100)
+        for i in benchmark.scaledIterations {
+            try journal.append(JournalRecord(sequence: UInt64(i) + 1, time: 0, seed: 0, tag: 1, payload: payload))
+        }
+        try journal.close()
+        benchmark.startMeasurement()
+        let reopened = try Journal.open(directory: dir, configuration: .init(fsync: .no), logger: Logger(label: "bench"))
+        var next: UInt64 = 1
+        while true {
+            let batch = try reopened.read(from: next, maxCount: 4096)
+            if batch.isEmpty { break }
+            next = batch.last!.sequence + 1
+        }
+        benchmark.stopMeasurement()
+        try reopened.close()
+    }
+
+    // The prediction engine: observations per second on one core (hidden 32, GRU, Adam).
+    Benchmark("Prediction: engine observe", configuration: .init(scalingFactor: .kilo)) { benchmark in
+        let engine = PredictionEngine(configuration: .init())
+        let keys = (0..<500).map { Array("key:\($0)".utf8) }
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            engine.observe(Observation(command: "GET", keys: [keys[(i * 7) % 500]], timeMillis: Int64(i), isWrite: false))
+        }
+    }
+}

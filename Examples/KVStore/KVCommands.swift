@@ -1,0 +1,221 @@
+import UnderstudyKit
+import UnderstudyWire
+
+/// What a command may know besides the state: the request context and the version's features.
+public struct KVEnvironment {
+    /// The request context (time and deterministic random numbers).
+    public var context: RequestContext
+    /// True in version 2 (COPY, LMPOP and OBJECT exist).
+    public var version2: Bool
+    /// The broken behaviour switched on, if any (tests of the update gate only).
+    public var broken: BrokenMode?
+    /// The current time in ms.
+    public var now: Int64 { context.timeMillis }
+
+    /// Creates an environment.
+    public init(context: RequestContext, version2: Bool, broken: BrokenMode? = nil) {
+        self.context = context
+        self.version2 = version2
+        self.broken = broken
+    }
+}
+
+/// The command table: lower-case name → (Redis arity, version-2-only).
+public enum KVCommandTable {
+    /// Arity as Redis defines it: n > 0 exactly n arguments (with the name), n < 0 at least -n.
+    public static let commands: [String: (arity: Int, v2Only: Bool)] = {
+        var t: [String: (Int, Bool)] = [:]
+        let v1: [(String, Int)] = [
+            ("ping", -1), ("echo", 2), ("quit", -1), ("select", 2), ("hello", -1), ("command", -1),
+            ("client", -2), ("info", -1), ("config", -2), ("dbsize", 1), ("flushdb", -1), ("flushall", -1),
+            ("time", 1),
+            ("get", 2), ("set", -3), ("setnx", 3), ("setex", 4), ("psetex", 4), ("mget", -2), ("mset", -3),
+            ("msetnx", -3), ("getset", 3), ("getdel", 2), ("getex", -2), ("append", 3), ("strlen", 2),
+            ("getrange", 4), ("setrange", 4), ("incr", 2), ("decr", 2), ("incrby", 3), ("decrby", 3),
+            ("incrbyfloat", 3),
+            ("del", -2), ("unlink", -2), ("exists", -2), ("type", 2), ("rename", 3), ("renamenx", 3),
+            ("keys", 2), ("scan", -2), ("randomkey", 1), ("expire", -3), ("pexpire", -3), ("expireat", -3),
+            ("pexpireat", -3), ("ttl", 2), ("pttl", 2), ("expiretime", 2), ("pexpiretime", 2), ("persist", 2),
+            ("lpush", -3), ("rpush", -3), ("lpushx", -3), ("rpushx", -3), ("lpop", -2), ("rpop", -2),
+            ("llen", 2), ("lrange", 4), ("lindex", 3), ("lset", 4), ("lrem", 4), ("ltrim", 4), ("linsert", 5),
+            ("lpos", -3), ("lmove", 5), ("rpoplpush", 3),
+            ("hset", -4), ("hsetnx", 4), ("hget", 3), ("hmset", -4), ("hmget", -3), ("hdel", -3),
+            ("hexists", 3), ("hlen", 2), ("hkeys", 2), ("hvals", 2), ("hgetall", 2), ("hincrby", 4),
+            ("hincrbyfloat", 4), ("hstrlen", 3), ("hrandfield", -2),
+            ("sadd", -3), ("srem", -3), ("smembers", 2), ("sismember", 3), ("smismember", -3), ("scard", 2),
+            ("spop", -2), ("srandmember", -2), ("sinter", -2), ("sunion", -2), ("sdiff", -2),
+            ("sinterstore", -3), ("sunionstore", -3), ("sdiffstore", -3), ("smove", 4),
+        ]
+        for (n, a) in v1 { t[n] = (a, false) }
+        for (n, a) in [("copy", -3), ("lmpop", -4), ("object", -2)] { t[n] = (a, true) }
+        return t
+    }()
+
+    /// The number of commands a version knows.
+    public static func count(version2: Bool) -> Int {
+        commands.values.filter { version2 || !$0.v2Only }.count
+    }
+}
+
+func lower(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self).lowercased() }
+
+func eq(_ b: [UInt8], _ s: StaticString) -> Bool {
+    guard b.count == s.utf8CodeUnitCount else { return false }
+    let p = s.utf8Start
+    for i in 0..<b.count {
+        var c = b[i]
+        if c >= 65 && c <= 90 { c += 32 }
+        var d = p[i]
+        if d >= 65 && d <= 90 { d += 32 }
+        if c != d { return false }
+    }
+    return true
+}
+
+/// Redis's "unknown command" error, byte for byte.
+func unknownCommand(_ args: [[UInt8]]) -> [UInt8] {
+    var out = Array("-ERR unknown command '".utf8)
+    // Redis formats with %s: every argument ends at its first NUL byte.
+    func cString(_ b: [UInt8]) -> ArraySlice<UInt8> { b.firstIndex(of: 0).map { b[..<$0] } ?? b[...] }
+    out.append(contentsOf: cString(args[0]).prefix(128))
+    out.append(contentsOf: "', with args beginning with: ".utf8)
+    var argsPart: [UInt8] = []
+    var i = 1
+    while i < args.count && argsPart.count < 128 {
+        let room = 128 - argsPart.count
+        argsPart.append(UInt8(ascii: "'"))
+        argsPart.append(contentsOf: cString(args[i]).prefix(room))
+        argsPart.append(contentsOf: "' ".utf8)
+        i += 1
+    }
+    out.append(contentsOf: argsPart)
+    for k in 1..<out.count where out[k] == 13 || out[k] == 10 { out[k] = 32 }
+    out.append(contentsOf: [13, 10])
+    return out
+}
+
+extension KVStorage {
+    /// Executes one command and returns its RESP2 reply bytes.
+    public mutating func execute(_ args: [[UInt8]], env: inout KVEnvironment) -> [UInt8] {
+        guard let first = args.first else { return Array("-ERR empty command\r\n".utf8) }
+        let name = lower(first)
+        guard let spec = KVCommandTable.commands[name], env.version2 || !spec.v2Only else {
+            return unknownCommand(args)
+        }
+        if (spec.arity > 0 && args.count != spec.arity) || args.count < -spec.arity {
+            return Reply.arity(name).bytes
+        }
+        return dispatch(name, args, &env).bytes
+    }
+
+    mutating func dispatch(_ name: String, _ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
+        switch name {
+        // connection and server
+        case "ping", "echo", "quit", "select", "hello", "command", "client", "info", "config", "dbsize",
+            "flushdb", "flushall", "time", "object":
+            return serverCommand(name, a, &env)
+        // strings
+        case "get": return cmdGet(a, &env)
+        case "set": return cmdSet(a, &env)
+        case "setnx":
+            return setGeneric(a[1], a[2], nx: true, expire: nil, seconds: false, absolute: false, name: "setnx",
+                              okReply: .integer(1), abortReply: .integer(0), &env)
+        case "setex", "psetex":
+            return setGeneric(a[1], a[3], expire: a[2], seconds: name == "setex", absolute: false, name: name, &env)
+        case "mget": return cmdMget(a, &env)
+        case "mset", "msetnx": return cmdMset(a, nx: name == "msetnx", &env)
+        case "getset": return cmdGetset(a, &env)
+        case "getdel": return cmdGetdel(a, &env)
+        case "getex": return cmdGetex(a, &env)
+        case "append": return cmdAppend(a, &env)
+        case "strlen": return cmdStrlen(a, &env)
+        case "getrange": return cmdGetrange(a, &env)
+        case "setrange": return cmdSetrange(a, &env)
+        case "incr": return incrDecr(a[1], 1, &env)
+        case "decr": return incrDecr(a[1], -1, &env)
+        case "incrby":
+            guard let n = RedisNumber.parseInt(a[2]) else { return .notInteger }
+            return incrDecr(a[1], n, &env)
+        case "decrby":
+            guard let n = RedisNumber.parseInt(a[2]) else { return .notInteger }
+            if n == .min { return .error("ERR decrement would overflow") }
+            return incrDecr(a[1], -n, &env)
+        case "incrbyfloat": return cmdIncrbyfloat(a, &env)
+        // keys
+        case "del", "unlink": return cmdDel(a, &env)
+        case "exists": return cmdExists(a, &env)
+        case "type": return cmdType(a, &env)
+        case "rename", "renamenx": return cmdRename(a, nx: name == "renamenx", &env)
+        case "keys": return cmdKeys(a, &env)
+        case "scan": return cmdScan(a, &env)
+        case "randomkey": return cmdRandomkey(&env)
+        case "expire": return expireGeneric(a, base: env.now, seconds: true, name: name, &env)
+        case "pexpire": return expireGeneric(a, base: env.now, seconds: false, name: name, &env)
+        case "expireat": return expireGeneric(a, base: 0, seconds: true, name: name, &env)
+        case "pexpireat": return expireGeneric(a, base: 0, seconds: false, name: name, &env)
+        case "ttl": return ttlGeneric(a, ms: false, absolute: false, &env)
+        case "pttl": return ttlGeneric(a, ms: true, absolute: false, &env)
+        case "expiretime": return ttlGeneric(a, ms: false, absolute: true, &env)
+        case "pexpiretime": return ttlGeneric(a, ms: true, absolute: true, &env)
+        case "persist": return cmdPersist(a, &env)
+        case "copy": return cmdCopy(a, &env)
+        default:
+            return collectionCommand(name, a, &env)
+        }
+    }
+
+    // MARK: lookup helpers
+
+    /// Reads a live key: lazily deletes it when expired; records an access unless `touch` is false.
+    mutating func lookup(_ key: [UInt8], _ env: inout KVEnvironment, touch: Bool = true) -> KVValue? {
+        guard let (v, exp) = read(key) else { return nil }
+        if exp != kvNoExpiry && env.now > exp {
+            delete(key)
+            return nil
+        }
+        if touch { noteAccess(key, context: &env.context) }
+        return v
+    }
+
+    /// The type of a live key without keeping a reference to its value (so a following in-place
+    /// mutation does not copy the collection).
+    mutating func kind(_ key: [UInt8], _ env: inout KVEnvironment, touch: Bool = true) -> KVKind? {
+        switch lookup(key, &env, touch: touch) {
+        case nil: return nil
+        case .string?: return .string
+        case .list?: return .list
+        case .hash?: return .hash
+        case .set?: return .set
+        }
+    }
+
+    /// Deletes the key when it has expired; true when the key is live afterwards.
+    mutating func expireIfNeeded(_ key: [UInt8], _ env: KVEnvironment) -> Bool {
+        let exp = peekExpiry(key)
+        if exp != kvNoExpiry && env.now > exp {
+            delete(key)
+            return false
+        }
+        return true
+    }
+
+    /// A string value, nil when missing; `.wrongType` via the error.
+    mutating func getString(_ key: [UInt8], _ env: inout KVEnvironment) -> Result<[UInt8]?, ReplyError> {
+        switch lookup(key, &env) {
+        case nil: return .success(nil)
+        case .string(let b)?: return .success(b)
+        default: return .failure(ReplyError(.wrongType))
+        }
+    }
+}
+
+/// The type of a value.
+enum KVKind { case string, list, hash, set }
+
+/// A reply that aborts a command.
+struct ReplyError: Error {
+    var reply: Reply
+    init(_ reply: Reply) { self.reply = reply }
+}
+
+let maxStringLength = 512 * 1024 * 1024
