@@ -120,11 +120,10 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     /// Mutates a key's value in place (nil = absent; setting nil removes). Records the key as written
     /// when the value changed, else as touched.
     ///
-    /// The value is moved out of the tree before `body` runs, so a large collection value is
-    /// mutated without a copy. If `body` throws, whatever it did to the value is kept (and the digest
-    /// reflects it).
+    /// The value is moved out of the tree before `body` runs and no other reference to it is kept, so
+    /// a large collection value is mutated without a copy.
     @inlinable @discardableResult
-    public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) throws -> R) rethrows -> R {
+    public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) -> R) -> R {
         let b = bucket(of: key)
         var value: Value?
         var oldHash: UInt64?
@@ -132,21 +131,41 @@ public struct TrackedMap<Value: StateValue>: Sendable {
             oldHash = oldEntry.hash
             value = oldEntry.value
         }
-        // `oldEntry` is gone here: `value` holds the only reference, so `body` mutates it in place.
-        defer {
-            if let oldHash { buckets[b] &-= oldHash }
-            if let value {
-                let h = entryHash(key: key, value: value)
-                storage[key] = Entry(value: value, hash: h)
-                buckets[b] &+= h
-                if h != oldHash { noteWritten(key) } else { noteTouched(key) }
-            } else if oldHash != nil {
-                noteWritten(key)
-            } else {
-                noteTouched(key)
-            }
+        let result = body(&value)
+        finishUpdate(key, bucket: b, oldHash: oldHash, value: value)
+        return result
+    }
+
+    /// Like ``update(_:_:)-(_,(inout Value?)->R)`` for a body that may throw: a throwing body leaves the
+    /// entry as it was (the old value is kept aside for that, so collection values are copied once).
+    @inlinable @discardableResult
+    public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) throws -> R) throws -> R {
+        let b = bucket(of: key)
+        let oldEntry = storage.removeValue(forKey: key)
+        var value = oldEntry?.value
+        let result: R
+        do {
+            result = try body(&value)
+        } catch {
+            if let oldEntry { storage[key] = oldEntry }
+            throw error
         }
-        return try body(&value)
+        finishUpdate(key, bucket: b, oldHash: oldEntry?.hash, value: value)
+        return result
+    }
+
+    @inlinable mutating func finishUpdate(_ key: [UInt8], bucket b: Int, oldHash: UInt64?, value: Value?) {
+        if let oldHash { buckets[b] &-= oldHash }
+        if let value {
+            let h = entryHash(key: key, value: value)
+            storage[key] = Entry(value: value, hash: h)
+            buckets[b] &+= h
+            if h != oldHash { noteWritten(key) } else { noteTouched(key) }
+        } else if oldHash != nil {
+            noteWritten(key)
+        } else {
+            noteTouched(key)
+        }
     }
 
     /// Removes every key, recording each as written.

@@ -111,7 +111,7 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .long, help: "Cut the journal at the first corrupt record (reporting what is discarded) instead of refusing to start.")
     var truncateCorruptJournal = false
 
-    @Option(name: .long, help: "Extra argument for every worker (repeatable).")
+    @Option(name: .long, parsing: .unconditionalSingleValue, help: "Extra argument for every worker (repeatable).")
     var arg: [String] = []
 
     @Option(name: .long, help: "Extra KEY=VALUE environment for every worker (repeatable).")
@@ -280,7 +280,7 @@ struct Deploy: AsyncParsableCommand {
     var noSwap = false
     @Flag(name: .long, help: "Print the final report as JSON.")
     var json = false
-    @Option(name: .long, help: "Extra argument for the candidate (repeatable).")
+    @Option(name: .long, parsing: .unconditionalSingleValue, help: "Extra argument for the candidate (repeatable).")
     var arg: [String] = []
     @Option(name: .long, help: "Extra KEY=VALUE environment for the candidate (repeatable).")
     var env: [String] = []

@@ -103,12 +103,17 @@ final class WorkerInstance: @unchecked Sendable {
             logger: logger)
         instance.owner = owner
         var isDirectory: ObjCBool = false
+        // Every early exit fails the greeting promise too: a promise dropped unfulfilled is a fatal error in debug builds.
+        @Sendable func failEarly(_ error: SupervisorError) -> EventLoopFuture<WorkerInstance> {
+            instance.helloPromise.fail(error)
+            return loop.makeFailedFuture(error)
+        }
         guard FileManager.default.fileExists(atPath: binary, isDirectory: &isDirectory), !isDirectory.boolValue else {
-            return loop.makeFailedFuture(
+            return failEarly(
                 SupervisorError(.binaryNotFound, "worker binary \(binary) does not exist; build it or pass the right path to --service"))
         }
         guard FileManager.default.isExecutableFile(atPath: binary) else {
-            return loop.makeFailedFuture(SupervisorError(.binaryNotFound, "worker binary \(binary) is not executable (chmod +x?)"))
+            return failEarly(SupervisorError(.binaryNotFound, "worker binary \(binary) is not executable (chmod +x?)"))
         }
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 4)
@@ -120,14 +125,18 @@ final class WorkerInstance: @unchecked Sendable {
                 }
             }
             .bind(unixDomainSocketPath: instance.socketPath, cleanupExistingSocketFile: true)
+            .flatMapError { error -> EventLoopFuture<any Channel> in
+                let failure = SupervisorError(.workerExited, "could not listen for worker \(binary) on \(instance.socketPath): \(error)")
+                instance.helloPromise.fail(failure)
+                return loop.makeFailedFuture(failure)
+            }
             .flatMap { listener in
                 instance.listener = listener
                 do {
                     try instance.startProcess()
                 } catch {
                     instance.cleanupListener()
-                    return loop.makeFailedFuture(
-                        SupervisorError(.workerExited, "could not start worker \(binary): \(error)"))
+                    return failEarly(SupervisorError(.workerExited, "could not start worker \(binary): \(error)"))
                 }
                 let timeout = loop.scheduleTask(in: handshakeTimeout) {
                     instance.fail(

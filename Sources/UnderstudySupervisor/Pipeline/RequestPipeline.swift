@@ -553,7 +553,11 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         primary = target
         var i = log.startIndex
         while i != log.endIndex {
-            if !log[i].released && log[i].response == nil, let reply = log[i].standbyResponse {
+            // The target's own reply when it already applied the request (it need not be the instance that
+            // `failoverTarget` named while the old primary lived, e.g. the probation instance after a crash
+            // during probation); else the recorded standby reply; else it answers when it applies the request.
+            if !log[i].released && log[i].response == nil,
+               let reply = log[i].early.first(where: { $0.0 == target.id })?.1 ?? log[i].standbyResponse {
                 log[i].response = reply
                 release(i)
             }

@@ -1,0 +1,102 @@
+import Foundation
+import Testing
+import UnderstudySupervisor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension EndToEnd {
+    @Suite("Operator surface: admin API and CLI")
+    struct OperatorTests {
+        @Test("State-changing endpoints need the token; GET endpoints have their shapes; the CLI prints status")
+        func adminAPI() async throws {
+            let dir = try TempDirectory("admin")
+            defer { dir.remove() }
+            let data = dir.path + "/data"
+            let s = try await SupervisorProcess.start(dataDirectory: data)
+            defer { s.cleanup() }
+            #expect(await s.waitForLiveShadow())
+            _ = try s.client().call("SET", "admin:k", "v")
+
+            // The token file is private.
+            var st = stat()
+            #expect(stat(data + "/" + AdminToken.fileName, &st) == 0)
+            #expect(st.st_mode & 0o777 == 0o600)
+            let token = try #require(AdminToken.read(dataDirectory: data))
+            #expect(token.count >= 32)
+
+            // Without a token and with a wrong one: 401, and nothing happens.
+            let before = try s.status()
+            let deployBody = try JSONEncoder().encode(DeployRequest(binary: Binaries.kv2))
+            for client in [AdminClient(address: s.ready.admin, token: nil), AdminClient(address: s.ready.admin, token: (token.first == "0" ? "1" : "0") + token.dropFirst())] {
+                for (path, body) in [("/swap", nil), ("/rollback", nil), ("/deploy", deployBody)] as [(String, Data?)] {
+                    let reply = try client.post(path, json: body)
+                    #expect(reply.status == 401, "\(path) with token \(client.token ?? "none"): \(reply.status) \(reply.text)")
+                }
+            }
+            let after = try s.status()
+            #expect(after.swaps == 0)
+            #expect(after.instances.map(\.id) == before.instances.map(\.id))
+            #expect(after.instances.map(\.role) == before.instances.map(\.role))
+            #expect(try s.swaps().isEmpty)
+            #expect(try s.admin.get("/deploys").decode([DeployReport].self).isEmpty)
+            // The CLI with a wrong token (UNDERSTUDY_TOKEN wins over the file) fails too.
+            let wrongCLI = try await runCommand(Binaries.understudy, ["swap"] + s.cliTarget, environment: ["UNDERSTUDY_TOKEN": "nope"])
+            #expect(wrongCLI.status != 0)
+            #expect(wrongCLI.stderr.contains("401"), "\(wrongCLI)")
+            #expect(try s.swaps().isEmpty)
+
+            // The shapes of the read-only endpoints (no token needed).
+            let reader = AdminClient(address: s.ready.admin, token: nil)
+            let status = try reader.get("/status")
+            #expect(status.status == 200)
+            let decoded = try status.decode(SupervisorStatus.self)
+            #expect(decoded.service == "kv")
+            #expect(decoded.version == "1.0.0")
+            #expect(decoded.dataDirectory == data)
+            #expect(decoded.instances.contains { $0.role == "primary" && $0.pid > 0 })
+            #expect(try reader.get("/discrepancies").decode(DiscrepancyList.self).total >= 0)
+            #expect(try reader.get("/swaps").decode([SwapRecord].self).isEmpty)
+            let predictions = try reader.get("/predictions")
+            #expect(predictions.status == 200)
+            _ = try predictions.decode(PredictionSnapshot.self)
+            #expect(try reader.get("/deploys").decode([DeployReport].self).isEmpty)
+            let metrics = try reader.get("/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.text.contains("understudy_requests_total"), "\(metrics.text.prefix(2000))")
+            let dashboard = try reader.get("/")
+            #expect(dashboard.status == 200)
+            #expect(dashboard.text.lowercased().contains("<html"))
+            #expect(try reader.get("/deploys/99").status == 404)
+
+            // understudy status --json prints the same status; plain status lists the instances.
+            let json = try await understudy(["status", "--json"] + s.cliTarget)
+            #expect(json.status == 0, "\(json)")
+            let fromCLI = try JSONDecoder().decode(SupervisorStatus.self, from: Data(json.stdout.utf8))
+            #expect(fromCLI.instances.map(\.id) == decoded.instances.map(\.id))
+            let plain = try await understudy(["status"] + s.cliTarget)
+            #expect(plain.status == 0, "\(plain)")
+            #expect(plain.stdout.contains("instances:"), "\(plain)")
+            for i in decoded.instances {
+                #expect(plain.stdout.contains("#\(i.id) \(i.role)"), "\(plain)")
+                #expect(plain.stdout.contains("pid \(i.pid)"), "\(plain)")
+            }
+
+            // With the token, the same call works (and is recorded).
+            let swap = try s.admin.post("/swap")
+            #expect(swap.status == 200, "\(swap.text)")
+            #expect(try s.swaps().count == 1)
+            #expect(await s.stop() == 0)
+        }
+
+        @Test("The CLI says clearly when no supervisor is listening")
+        func noSupervisor() async throws {
+            let dir = try TempDirectory("nosup")
+            defer { dir.remove() }
+            let result = try await understudy(["status", "--admin", "127.0.0.1:1", "--data", dir.path])
+            #expect(result.status != 0)
+            #expect(result.output.contains("cannot reach"), "\(result)")
+        }
+    }
+}
