@@ -144,7 +144,8 @@ final class AdminServer: @unchecked Sendable {
         let promise = core.loop.makePromise(of: Void.self)
         let loop = core.loop
         var logger = core.logger
-        logger.logLevel = .warning
+        // Hummingbird logs an error for connections cancelled at shutdown; that is expected here.
+        logger.logLevel = .critical
         let app = Application(
             router: makeRouter(),
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "understudy-admin"),

@@ -218,7 +218,8 @@ public struct DemoRunner: Sendable {
         lines.append("acknowledged INCR counters checked: \(r.countersChecked), lost or doubled writes: \(r.lostOrDoubledWrites), replies out of order: \(r.replyOrderViolations)")
         lines.append("deploy of version 2: \(r.deployAccepted ? "ACCEPTED" : "REJECTED: " + r.deployReasons.joined(separator: "; ")); primary is now version \(r.primaryVersionAfter)")
         for s in r.stages {
-            lines.append(String(format: "  %-12@ %-7@ %8.3f s  %@", s.name as NSString, s.status as NSString, Double(s.millis) / 1000, s.detail))
+            lines.append("  " + s.name.padding(toLength: 12, withPad: " ", startingAt: 0) + " " + s.status.padding(toLength: 7, withPad: " ", startingAt: 0)
+                + String(format: " %8.3f s  ", Double(s.millis) / 1000) + s.detail)
         }
         if let pause = r.swapPauseMillis {
             let steps = ["drain", "catch_up", "verify", "flip", "resume"].compactMap { k in r.swapSteps[k].map { String(format: "%@ %.3f", k, Double($0) / 1000) } }
