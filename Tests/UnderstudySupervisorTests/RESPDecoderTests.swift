@@ -38,9 +38,9 @@ struct RESPDecoderTests {
 
     @Test("a command split across reads waits for the rest and consumes nothing")
     func partial() {
-        let full = "*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n"
-        for cut in 1..<full.utf8.count {
-            var buffer = ByteBuffer(string: String(full.prefix(cut)))
+        let full = Array("*2\r\n$3\r\nGET\r\n$10\r\n0123456789\r\n".utf8)
+        for cut in 1..<full.count {
+            var buffer = ByteBuffer(bytes: full.prefix(cut))
             #expect(RESPCommandDecoder.parse(&buffer, limits: RESPLimits()) == .needMoreData)
             #expect(buffer.readerIndex == 0)
         }
