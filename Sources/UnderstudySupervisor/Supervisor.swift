@@ -67,6 +67,8 @@ public struct SupervisorConfiguration: Sendable {
     public var transfer = TransferConfiguration()
     /// RESP input limits.
     public var limits = RESPLimits()
+    /// Run the prediction engine (an advisor off the request path); default on.
+    public var prediction = true
 
     /// Creates a configuration for a service binary.
     public init(servicePath: String) { self.servicePath = servicePath }

@@ -100,8 +100,10 @@ final class SupervisorCore: @unchecked Sendable {
             threadPool: threadPool, logger: logger)
         self.prediction = PredictionAdvisor(logger: logger)
         self.token = try AdminToken.loadOrCreate(dataDirectory: configuration.dataDirectory)
-        pipeline.primaryResultObserver = { [prediction] request, result in
-            prediction.observe(request: request, result: result)
+        if configuration.prediction {
+            pipeline.primaryResultObserver = { [prediction] request, result in
+                prediction.observe(request: request, result: result)
+            }
         }
         deploys.surpriseProvider = { [prediction] in prediction.currentSurprise }
     }
@@ -116,7 +118,7 @@ final class SupervisorCore: @unchecked Sendable {
             ])
             return self.startListener()
         }.flatMap {
-            self.prediction.start()
+            if self.configuration.prediction { self.prediction.start() }
             guard let address = self.configuration.admin else { return self.loop.makeSucceededVoidFuture() }
             guard address.isLoopback || self.configuration.allowRemoteAdmin else {
                 return self.loop.makeFailedFuture(SupervisorError(

@@ -108,6 +108,9 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .long, help: "Serve the admin API on a non-loopback address.")
     var allowRemoteAdmin = false
 
+    @Flag(name: .long, help: "Do not run the prediction engine.")
+    var noPrediction = false
+
     @Flag(name: .long, help: "Cut the journal at the first corrupt record (reporting what is discarded) instead of refusing to start.")
     var truncateCorruptJournal = false
 
@@ -152,6 +155,7 @@ struct Run: AsyncParsableCommand {
         }
         configuration.dataDirectory = data
         configuration.allowRemoteAdmin = allowRemoteAdmin
+        configuration.prediction = !noPrediction
         configuration.truncateCorruption = truncateCorruptJournal
         configuration.serviceArguments = arg
         configuration.serviceEnvironment = try parseEnvironment(env)
