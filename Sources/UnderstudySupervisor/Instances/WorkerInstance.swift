@@ -58,6 +58,8 @@ final class WorkerInstance: @unchecked Sendable {
     private var pendingWrites = false
     var startedAt = NIODeadline.now()
 
+    /// A journal read for this instance is running on the thread pool.
+    var diskReadInFlight = false
     /// The highest sequence number sent to the worker.
     var sentSequence: UInt64 = 0
     /// The highest sequence number the worker has applied.

@@ -342,19 +342,29 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 instance.send(.apply(log[log.index(log.startIndex, offsetBy: Int(next - logBase))].request))
                 instance.sentSequence = next
             } else {
+                // Older than the in-memory window: read from disk off the event loop (a catching-up
+                // standby must never stall the clients), then carry on from where the read ended.
+                guard !instance.diskReadInFlight else { return }
                 let want = Int(min(window - (instance.sentSequence - instance.appliedSequence), logBase - next, 4096))
-                let records: [JournalRecord]
-                do {
-                    records = try journal.read(from: next, maxCount: want)
-                } catch {
-                    instance.fail(SupervisorError(.journal, "cannot read the journal from sequence \(next) for instance \(instance.id): \(error)"))
-                    return
-                }
-                guard !records.isEmpty else { return }
-                for r in records {
-                    instance.send(.apply(ApplyRequest(sequence: r.sequence, time: r.time, seed: r.seed, tag: r.tag, payload: r.payload)))
-                    instance.sentSequence = r.sequence
-                }
+                instance.diskReadInFlight = true
+                let journal = self.journal
+                threadPool.runIfActive(eventLoop: loop) { try journal.read(from: next, maxCount: want) }
+                    .whenComplete { result in
+                        instance.diskReadInFlight = false
+                        guard !instance.isDead, instance.sentSequence + 1 == next else { return }
+                        switch result {
+                        case .success(let records):
+                            guard !records.isEmpty else { return }
+                            for r in records {
+                                instance.send(.apply(ApplyRequest(sequence: r.sequence, time: r.time, seed: r.seed, tag: r.tag, payload: r.payload)))
+                                instance.sentSequence = r.sequence
+                            }
+                            self.pump(instance)
+                        case .failure(let error):
+                            instance.fail(SupervisorError(.journal, "cannot read the journal from sequence \(next) for instance \(instance.id): \(error)"))
+                        }
+                    }
+                return
             }
         }
     }
