@@ -170,7 +170,19 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             self.primary = instance
             self.shadowing.addRules(instance.hello?.comparisonRules ?? [:])
             return self.bootstrap(instance).flatMap {
-                self.waitUntilApplied(instance, self.lastSequence, timeout: .minutes(30))
+                let target = self.lastSequence
+                let from = instance.appliedSequence
+                let started = NIODeadline.now()
+                // Progress of the recovery replay, once a second: position, rate and ETA.
+                let progress = self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
+                    let done = instance.appliedSequence - from
+                    let total = target - from
+                    let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+                    let rate = seconds > 0 ? Double(done) / seconds : 0
+                    let eta = rate > 0 ? Double(total - min(done, total)) / rate : 0
+                    self.logger.info("replaying the journal: \(done)/\(total) records, \(Int(rate)) records/s, ETA \(Int(eta.rounded())) s")
+                }
+                return self.waitUntilApplied(instance, target, timeout: .minutes(30)).always { _ in progress.cancel() }
             }
         }.map {
             self.primary?.phase = .live
