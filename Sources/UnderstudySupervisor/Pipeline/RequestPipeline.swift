@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import UnderstudyJournal
+import UnderstudyPrediction
 import UnderstudyWire
 
 /// Where a request's reply goes once it may be released (called on the core event loop).
@@ -12,19 +13,6 @@ typealias ReplySink = ([UInt8]) -> Void
 /// Something that wants to be flushed once per event-loop turn (a client connection).
 protocol Flushable: AnyObject {
     func flushNow()
-}
-
-/// SplitMix64: a small, fast, seedable generator.
-struct FastRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// Settings of the request path.
@@ -109,7 +97,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private var lastTime: Int64 = 0
     /// Seeds for journaled inputs: a fast generator seeded once from the system (a getrandom call per
     /// request showed up in profiles). The seeds only need to differ, and they are journaled.
-    private var seedGenerator = FastRandom(seed: UInt64.random(in: 0...UInt64.max))
+    private var seedGenerator = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
 
     private(set) var primary: WorkerInstance?
     private(set) var standbys: [WorkerInstance] = []
