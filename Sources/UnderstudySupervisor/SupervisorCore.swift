@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import UnderstudyJournal
+import UnderstudyPrediction
 import UnderstudyWire
 
 /// One instance as `GET /status` shows it.
@@ -205,6 +206,9 @@ final class SupervisorCore: @unchecked Sendable {
         metrics.journalDurableSequence.record(Int64(pipeline.durableSequence))
         metrics.heldRequests.record(Int64(pipeline.heldCount))
         metrics.discrepanciesTotal.record(Int64(shadowing.totalDiscrepancies))
+        let predictions = prediction.snapshot()
+        for p in predictions.report?.predictors ?? [] { metrics.recordPredictor(p.name, top1: p.windowTop1) }
+        metrics.predictionDrops.record(Int64(predictions.dropped))
         let probation = transfer.probation.map {
             ProbationStatus(
                 previousPrimary: $0.oldPrimary.id, previousVersion: $0.oldPrimary.version, newPrimary: $0.newPrimary.id,
