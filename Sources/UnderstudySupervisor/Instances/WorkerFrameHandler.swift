@@ -92,10 +92,6 @@ final class WorkerChannelHandler: ChannelInboundHandler {
         instance.received(unwrapInboundIn(data))
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        instance.readComplete()
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         instance.connectionClosed()
     }

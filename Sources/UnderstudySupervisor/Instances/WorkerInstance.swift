@@ -304,8 +304,6 @@ final class WorkerInstance: @unchecked Sendable {
         head.completeWith(result)
     }
 
-    func readComplete() {}
-
     func connectionClosed() {
         fail(SupervisorError(.workerExited, "worker \(id) (\(binary)) closed its connection"))
     }
