@@ -10,7 +10,7 @@ import Logging
 extension JournalCore {
     static func open(directory: String, configuration: JournalConfiguration, logger: Logger) throws(JournalError) -> JournalCore {
         try checkDirectory(directory)
-        let lockFD = try acquireLock(directory)
+        let lock = try DirectoryLock.acquire(directory)
         do throws(JournalError) {
             var report = RecoveryReport(directory: directory)
             let snapshot = try chooseSnapshot(directory: directory, report: &report, logger: logger)
@@ -38,7 +38,7 @@ extension JournalCore {
             report.lastSequence = scan.lastSequence
             let core = JournalCore(
                 directory: directory, configuration: configuration, logger: logger, report: report,
-                state: state, lockFD: lockFD
+                state: state, lock: lock
             )
             logger.info(
                 "journal opened",
@@ -51,7 +51,7 @@ extension JournalCore {
             core.startWriter(active: active)
             return core
         } catch {
-            FileSystem.close(lockFD)
+            lock.release()
             throw error
         }
     }
@@ -68,47 +68,6 @@ extension JournalCore {
             }
         }
         guard (info.st_mode & S_IFMT) == S_IFDIR else { throw JournalError.notADirectory(directory) }
-    }
-
-    private static func acquireLock(_ directory: String) throws(JournalError) -> Int32 {
-        let path = FileSystem.join(directory, "LOCK")
-        let fd: Int32
-        do throws(JournalError) {
-            fd = try FileSystem.open(path, O_RDWR | O_CREAT)
-        } catch {
-            if let code = error.errorNumber, [EACCES, EPERM, EROFS].contains(code) {
-                throw JournalError.directoryNotWritable(directory, errno: code)
-            }
-            throw error
-        }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let code = errno
-            defer { FileSystem.close(fd) }
-            if code == EWOULDBLOCK {
-                let contents = (try? FileSystem.read(fd, path: path, offset: 0, count: 32)) ?? []
-                let text = String(decoding: contents, as: UTF8.self)
-                let pid = Int32(text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "")
-                throw JournalError.locked(directory, pid: pid)
-            }
-            throw JournalError.io("flock", path: path, errno: code)
-        }
-        do throws(JournalError) {
-            try FileSystem.truncate(fd, path: path, to: 0)
-            let text = Array("\(getpid())\n".utf8)
-            try text.withBytes { (bytes) throws(JournalError) in
-                guard pwrite(fd, bytes.baseAddress, bytes.count, 0) == bytes.count else {
-                    let code = errno
-                    if [EACCES, EPERM, EROFS].contains(code) {
-                        throw JournalError.directoryNotWritable(directory, errno: code)
-                    }
-                    throw JournalError.io("write", path: path, errno: code)
-                }
-            }
-        } catch {
-            FileSystem.close(fd)
-            throw error
-        }
-        return fd
     }
 
     // MARK: - Snapshots

@@ -99,7 +99,7 @@ final class JournalCore: Sendable {
     let snapshotLock = Mutex<Void>(())
     /// Serializes `close`.
     let closeLock = Mutex<Bool>(false)
-    let lockFD: Int32
+    let lock: DirectoryLock
 
     init(
         directory: String,
@@ -107,14 +107,14 @@ final class JournalCore: Sendable {
         logger: Logger,
         report: RecoveryReport,
         state: JournalState,
-        lockFD: Int32
+        lock: DirectoryLock
     ) {
         self.directory = directory
         self.configuration = configuration
         self.logger = logger
         self.report = report
         self.state = Mutex(state)
-        self.lockFD = lockFD
+        self.lock = lock
     }
 
     // MARK: - Appending
@@ -252,7 +252,7 @@ final class JournalCore: Sendable {
             for waiter in durableWaiters { waiter.continuation.resume(throwing: error) }
             for follower in followers { follower.resume(returning: false) }
             self.syncSignal.signal()
-            FileSystem.close(self.lockFD)
+            self.lock.release()
             self.logger.debug("journal closed", metadata: ["understudy.journal.directory": "\(self.directory)"])
             if failureBefore == nil, let failure { throw failure }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import UnderstudyJournal
 
@@ -76,6 +77,42 @@ struct JournalDirectoryTests {
         }
     }
 
+    @Test("closing and reopening while this process spawns children never finds the directory still locked")
+    func reopenWhileSpawning() async throws {
+        // A child forked while a journal is open shares the lock file's description until it execs. The lock
+        // must belong to this process, not to that description, or a reopen right after close can fail.
+        try await withTemporaryDirectory { directory in
+            let spawning = SpawnFlag()
+            let spawner = Thread {
+                var argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/true"), nil]
+                defer { free(argv[0]) }
+                while spawning.running.load(ordering: .relaxed) {
+                    var pid: pid_t = 0
+                    if posix_spawn(&pid, "/bin/true", nil, nil, &argv, environ) == 0 {
+                        var status: Int32 = 0
+                        waitpid(pid, &status, 0)
+                    }
+                }
+            }
+            spawner.start()
+            defer { spawning.running.store(false, ordering: .relaxed) }
+            for round in 1...300 {
+                let journal: Journal
+                do {
+                    journal = try openJournal(directory)
+                } catch {
+                    Issue.record("round \(round): \(error)")
+                    return
+                }
+                try journal.append(testRecord(UInt64(round)))
+                try journal.close()
+            }
+            let journal = try openJournal(directory)
+            #expect(journal.lastSequence == 300)
+            try journal.close()
+        }
+    }
+
     @Test("a directory held by another process fails with locked, naming that process")
     func lockedAcrossProcesses() async throws {
         let writer = try #require(crashWriterPath(), "journal-crash-writer must be built beside the tests")
@@ -109,4 +146,8 @@ struct JournalDirectoryTests {
             try journal.close()
         }
     }
+}
+
+private final class SpawnFlag: Sendable {
+    let running = Atomic<Bool>(true)
 }
