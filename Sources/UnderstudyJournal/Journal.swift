@@ -58,6 +58,29 @@ public final class Journal: Sendable {
         try self.core.append(record)
     }
 
+    /// Appends one record like ``append(_:)``, but leaves a sleeping writer asleep: call ``wakeWriter()`` once
+    /// after a batch of these (for example once per event-loop turn), so a burst of appends costs one wake-up
+    /// of the writer thread instead of one per record.
+    ///
+    /// - Parameter record: The record; its sequence must be ``lastSequence`` + 1.
+    /// - Throws: As ``append(_:)``.
+    public func appendDeferred(_ record: JournalRecord) throws {
+        try self.core.append(record, wakeWriter: false)
+    }
+
+    /// Wakes the writer thread if records appended with ``appendDeferred(_:)`` are waiting. Cheap when not.
+    public func wakeWriter() {
+        self.core.wakeWriter()
+    }
+
+    /// Registers a handler called on the writer thread after every fsync of a segment: how long it took and
+    /// how many records and bytes it made durable (the group-commit size).
+    ///
+    /// The handler must be quick and must not call ``close()``.
+    public func onSync(_ handler: @escaping @Sendable (JournalSync) -> Void) {
+        self.core.onSync(handler)
+    }
+
     /// Registers a handler called on the writer thread each time ``durableSequence`` advances, with the new value.
     ///
     /// The handler must be quick and must not call ``close()``.
@@ -122,4 +145,14 @@ public final class Journal: Sendable {
     public func close() throws {
         try self.core.close()
     }
+}
+
+/// One fsync of the journal's active segment, as reported to ``Journal/onSync(_:)`` handlers.
+public struct JournalSync: Sendable {
+    /// How long the fsync took.
+    public var nanoseconds: UInt64
+    /// Records it made durable (the group-commit size; 0 when only a roll-over or snapshot forced it).
+    public var records: UInt64
+    /// Bytes it made durable.
+    public var bytes: Int
 }

@@ -17,6 +17,9 @@ extension JournalCore {
         var writesSinceSync = 0
         var lastSync: UInt64
         var spare: [UInt8] = []
+        /// Records and bytes written since the last fsync (reported to sync handlers).
+        var recordsSinceSync: UInt64 = 0
+        var bytesSinceSync = 0
     }
 
     private enum Step {
@@ -86,6 +89,7 @@ extension JournalCore {
                 context.writesSinceSync += 1
             case .sync:
                 let through = context.written
+                let started = monotonicNanoseconds()
                 do {
                     try FileSystem.fsync(context.active.fd, path: context.active.path)
                 } catch {
@@ -93,6 +97,7 @@ extension JournalCore {
                     return
                 }
                 context.lastSync = monotonicNanoseconds()
+                self.reportSync(nanoseconds: context.lastSync &- started, &context)
                 context.unsynced = false
                 context.writesSinceSync = 0
                 self.publishSynced(through: through, policy: policy)
@@ -129,6 +134,8 @@ extension JournalCore {
                 try FileSystem.writeAll(
                     context.active.fd, path: context.active.path, piece, limit: self.configuration.diskSpaceLimit
                 )
+                context.recordsSinceSync &+= sequence - 1 - context.written
+                context.bytesSinceSync += offset - start
                 context.active.size = size
                 context.written = sequence - 1
                 context.unsynced = true
@@ -148,7 +155,9 @@ extension JournalCore {
 
     /// Fsyncs and closes the full segment and starts `segment-<sequence>.log`.
     private func roll(to sequence: UInt64, _ context: inout WriterContext) throws(JournalError) {
+        let started = monotonicNanoseconds()
         try FileSystem.fsync(context.active.fd, path: context.active.path)
+        self.reportSync(nanoseconds: monotonicNanoseconds() &- started, &context)
         let syncedThrough = context.written
         let name = SegmentInfo.fileName(firstSequence: sequence)
         let path = FileSystem.join(self.directory, name)
@@ -171,6 +180,15 @@ extension JournalCore {
             return Self.advanceSynced(&state, to: syncedThrough, policy: policy)
         }
         notify?.deliver(syncSignal: self.syncSignal)
+    }
+
+    private func reportSync(nanoseconds: UInt64, _ context: inout WriterContext) {
+        let event = JournalSync(
+            nanoseconds: nanoseconds, records: context.recordsSinceSync, bytes: context.bytesSinceSync)
+        context.recordsSinceSync = 0
+        context.bytesSinceSync = 0
+        let handlers = self.state.withLock { $0.syncHandlers }
+        for handler in handlers { handler(event) }
     }
 
     private func publishSynced(through sequence: UInt64, policy: FsyncPolicy) {

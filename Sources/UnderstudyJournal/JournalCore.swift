@@ -75,6 +75,7 @@ struct JournalState {
     var durableWaiters: [DurableWaiter] = []
     var appendWaiters: [UInt64: CheckedContinuation<Bool, any Error>] = [:]
     var handlers: [@Sendable (UInt64) -> Void] = []
+    var syncHandlers: [@Sendable (JournalSync) -> Void] = []
     /// `writeSnapshot` needs everything through this sequence fsynced (0: nothing requested).
     var syncRequestedThrough: UInt64 = 0
     var snapshotRejections: [RecoveryReport.RejectedSnapshot] = []
@@ -119,7 +120,7 @@ final class JournalCore: Sendable {
 
     // MARK: - Appending
 
-    func append(_ record: JournalRecord) throws(JournalError) {
+    func append(_ record: JournalRecord, wakeWriter: Bool = true) throws(JournalError) {
         precondition(record.payload.count <= RecordCodec.maxPayload, "journal record payload too large")
         var outcome: AppendOutcome = .none
         try withUnsafeTemporaryAllocation(byteCount: RecordCodec.overhead, alignment: 8) {
@@ -141,8 +142,8 @@ final class JournalCore: Sendable {
                 state.pending.append(contentsOf: record.payload)
                 state.pending.append(contentsOf: trailer)
                 state.lastSequence = record.sequence
-                let wake = state.writerIdle
-                state.writerIdle = false
+                let wake = wakeWriter && state.writerIdle
+                if wake { state.writerIdle = false }
                 if state.appendWaiters.isEmpty { return wake ? .wakeWriter : .none }
                 let followers = Array(state.appendWaiters.values)
                 state.appendWaiters.removeAll()
@@ -160,6 +161,16 @@ final class JournalCore: Sendable {
         }
     }
 
+    /// Wakes the writer if it sleeps while records wait in the buffer (after appends that did not wake it).
+    func wakeWriter() {
+        let wake = self.state.withLock { state in
+            guard state.writerIdle, !state.pending.isEmpty else { return false }
+            state.writerIdle = false
+            return true
+        }
+        if wake { self.writerSignal.signal() }
+    }
+
     private enum AppendOutcome {
         case none
         case wakeWriter
@@ -170,6 +181,10 @@ final class JournalCore: Sendable {
 
     var lastSequence: UInt64 { self.state.withLock { $0.lastSequence } }
     var durableSequence: UInt64 { self.state.withLock { $0.durableSequence } }
+
+    func onSync(_ handler: @escaping @Sendable (JournalSync) -> Void) {
+        self.state.withLock { $0.syncHandlers.append(handler) }
+    }
 
     func onDurable(_ handler: @escaping @Sendable (UInt64) -> Void) {
         self.state.withLock { $0.handlers.append(handler) }
