@@ -1,5 +1,14 @@
+import Synchronization
 import UnderstudyKit
 import UnderstudyWire
+
+/// Prefetch hints this process received through the SDK's `prefetch(keys:state:)` hook (a diagnostic, not state:
+/// only the primary is sent hints, so `PREFETCHED` replies are not compared).
+enum PrefetchLog {
+    private static let keysReceived = Atomic<Int64>(0)
+    static func record(_ keys: Int) { keysReceived.add(Int64(keys), ordering: .relaxed) }
+    static var count: Int64 { keysReceived.load(ordering: .relaxed) }
+}
 
 /// RESP2 reply encodings used by the test service.
 enum Reply {
@@ -21,6 +30,8 @@ enum CounterCommand {
     case del(key: [UInt8])
     case rand(key: [UInt8])
     case now
+    /// How many prefetch-hinted keys this process has received (process-local, never compared).
+    case prefetched
     /// Schema 2 only: how many times a key was updated since it was created (or migrated).
     case updates(key: [UInt8])
 
@@ -55,6 +66,9 @@ enum CounterCommand {
         case "RAND":
             if let f = arity(2) { return .failure(f) }
             return .success(.rand(key: args[1]))
+        case "PREFETCHED":
+            if let f = arity(1) { return .failure(f) }
+            return .success(.prefetched)
         case "NOW":
             if let f = arity(1) { return .failure(f) }
             return .success(.now)

@@ -14,7 +14,11 @@ struct CounterServiceV1: UnderstudyService {
     static let version = "1.0.0"
     static let schemaVersion: UInt32 = 1
     /// The time is journaled, so NOW is deterministic, but its reply carries no state worth comparing.
-    static var comparisonRules: [String: ComparisonRule] { ["NOW": .ignore] }
+    static var comparisonRules: [String: ComparisonRule] { ["NOW": .ignore, "PREFETCHED": .ignore] }
+
+    func prefetch(keys: [[UInt8]], state: CounterStateV1) {
+        PrefetchLog.record(keys.count)
+    }
 
     func makeInitialState() -> CounterStateV1 { CounterStateV1() }
 
@@ -38,6 +42,8 @@ struct CounterServiceV1: UnderstudyService {
                 return Reply.integer(value)
             case .now:
                 return Reply.integer(context.timeMillis)
+            case .prefetched:
+                return Reply.integer(PrefetchLog.count)
             case .updates:
                 return Reply.error("unknown command 'UPDATES'")
             }

@@ -36,7 +36,11 @@ struct CounterServiceV2: UnderstudyService {
     static let schemaVersion: UInt32 = 2
     static var minimumMigratableSchema: UInt32 { 1 }
     static var supportsDowngrade: Bool { true }
-    static var comparisonRules: [String: ComparisonRule] { ["NOW": .ignore] }
+    static var comparisonRules: [String: ComparisonRule] { ["NOW": .ignore, "PREFETCHED": .ignore] }
+
+    func prefetch(keys: [[UInt8]], state: CounterStateV2) {
+        PrefetchLog.record(keys.count)
+    }
 
     func makeInitialState() -> CounterStateV2 { CounterStateV2() }
 
@@ -62,6 +66,8 @@ struct CounterServiceV2: UnderstudyService {
                 return Reply.integer(value)
             case .now:
                 return Reply.integer(context.timeMillis)
+            case .prefetched:
+                return Reply.integer(PrefetchLog.count)
             case .updates(let key):
                 return Reply.integer(state.counters.get(key)?.updates ?? 0)
             }

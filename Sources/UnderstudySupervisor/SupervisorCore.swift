@@ -1,4 +1,5 @@
 import CoreMetrics
+import Metrics
 import Foundation
 import Logging
 import NIOCore
@@ -99,7 +100,9 @@ final class SupervisorCore: @unchecked Sendable {
         self.deploys = DeployRunner(
             pipeline: pipeline, transfer: transfer, shadowing: shadowing, gate: UpdateGateConfiguration(),
             threadPool: threadPool, logger: logger)
-        self.prediction = PredictionAdvisor(logger: logger)
+        self.prediction = PredictionAdvisor(logger: logger, hintSink: { [loop, pipeline] keys in
+            loop.execute { pipeline.sendPrefetch(keys) }
+        })
         self.token = try AdminToken.loadOrCreate(dataDirectory: configuration.dataDirectory)
         if configuration.prediction {
             pipeline.primaryResultObserver = { [prediction] request, result in
@@ -107,6 +110,15 @@ final class SupervisorCore: @unchecked Sendable {
             }
         }
         deploys.surpriseProvider = { [prediction] in prediction.currentSurprise }
+        // Journal fsyncs, reported from the journal's writer thread (these metric objects are thread-safe).
+        let fsyncLatency = Metrics.Timer(label: "understudy_journal_fsync_seconds", factory: metrics.factory)
+        let groupRecords = Recorder(label: "understudy_journal_fsync_group_records", factory: metrics.factory)
+        let fsyncs = Counter(label: "understudy_journal_fsyncs_total", factory: metrics.factory)
+        journal.onSync { sync in
+            fsyncs.increment()
+            fsyncLatency.recordNanoseconds(Int64(sync.nanoseconds))
+            if sync.records > 0 { groupRecords.record(Int64(sync.records)) }
+        }
     }
 
     /// Starts the pipeline (recovery), then the client listener and the admin server.

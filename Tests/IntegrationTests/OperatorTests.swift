@@ -90,6 +90,43 @@ extension EndToEnd {
             #expect(await s.stop() == 0)
         }
 
+        @Test("Prefetch hints from the prediction engine reach the primary's prefetch hook and name the next keys")
+        func prefetchHints() async throws {
+            let dir = try TempDirectory("prefetch")
+            defer { dir.remove() }
+            let s = try await SupervisorProcess.start(service: Binaries.testService, dataDirectory: dir.path + "/data")
+            defer { s.cleanup() }
+            let client = try s.client()
+            // A program-like loop over 50 keys, paced so the advisor sees the stream as it comes: after the
+            // first round the next key is predictable. A guess among 5 of 50 keys would be right 10 % of the time.
+            let keys = 50
+            for round in 0..<16 {
+                for k in 0..<keys {
+                    #expect(try client.call("INCR", "loop:\(k)") == .integer(Int64(round + 1)))
+                    try await Task.sleep(for: .milliseconds(4))
+                }
+            }
+            let reader = AdminClient(address: s.ready.admin, token: nil)
+            var snapshot = try reader.get("/predictions").decode(PredictionSnapshot.self)
+            _ = await eventually(timeout: 30) {
+                snapshot = try reader.get("/predictions").decode(PredictionSnapshot.self)
+                return snapshot.observed >= 16 * keys
+            }
+            #expect(snapshot.observed + snapshot.dropped >= 16 * keys)
+            #expect(snapshot.prefetchHintsSent > 0)
+            let hitRate = try #require(snapshot.prefetchHitRate)
+            print("prefetch: \(snapshot.prefetchHintsSent) hint sets, hit rate \(hitRate) over \(snapshot.observed) observations")
+            #expect(hitRate > 0.3, "prefetch hit rate \(hitRate) over \(snapshot.observed) observations")
+            // The primary's service received them through the SDK's prefetch hook.
+            guard case .integer(let received) = try client.call("PREFETCHED") else {
+                Issue.record("PREFETCHED did not answer an integer")
+                return
+            }
+            #expect(received > 0)
+            // Hints are advice only: the state is exactly what the requests made it.
+            #expect(try client.call("GET", "loop:0") == .integer(16))
+        }
+
         @Test("The CLI says clearly when no supervisor is listening")
         func noSupervisor() async throws {
             let dir = try TempDirectory("nosup")

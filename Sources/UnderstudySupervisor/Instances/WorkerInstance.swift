@@ -167,8 +167,9 @@ final class WorkerInstance: @unchecked Sendable {
         process.terminationHandler = { [weak self] p in
             let status = p.terminationStatus
             let signaled = p.terminationReason == .uncaughtSignal
+            let instance = self
             loop.execute {
-                self?.processExited(status: status, signaled: signaled)
+                instance?.processExited(status: status, signaled: signaled)
             }
         }
         try process.run()

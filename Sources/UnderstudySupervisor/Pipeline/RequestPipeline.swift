@@ -92,7 +92,15 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private(set) var log = CircularBuffer<Entry>(initialCapacity: 1024)
     private(set) var logBase: UInt64
     private(set) var nextSequence: UInt64
-    private(set) var durableSequence: UInt64
+    private var releasedDurableSequence: UInt64
+    /// The highest sequence durable per the fsync policy.
+    var durableSequence: UInt64 {
+        configuration.fsync == .always ? releasedDurableSequence : journal.durableSequence
+    }
+    /// Records were appended without waking the journal's writer; the end of this loop turn wakes it.
+    private var journalWakePending = false
+    /// Prefetch hint sets handed to the primary.
+    private(set) var prefetchHintsDelivered = 0
     private var releaseScan: UInt64
     private var lastTime: Int64 = 0
     /// Seeds for journaled inputs: a fast generator seeded once from the system (a getrandom call per
@@ -138,7 +146,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         self.logger = logger
         self.nextSequence = journal.lastSequence + 1
         self.logBase = journal.lastSequence + 1
-        self.durableSequence = journal.lastSequence
+        self.releasedDurableSequence = journal.lastSequence
         self.releaseScan = journal.lastSequence + 1
     }
 
@@ -151,8 +159,12 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func start() -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
         let loop = self.loop
-        journal.onDurable { [weak self] seq in
-            loop.execute { self?.durabilityAdvanced(seq) }
+        // Only `always` holds replies for durability; other policies read the journal's position when asked,
+        // rather than waking the loop after every write of the journal's writer thread.
+        if configuration.fsync == .always {
+            journal.onDurable { [weak self] seq in
+                loop.execute { self?.durabilityAdvanced(seq) }
+            }
         }
         return spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
             self.primary = instance
@@ -280,13 +292,17 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         lastTime = max(lastTime, now)
         let request = ApplyRequest(sequence: seq, time: lastTime, seed: seedGenerator.next(), tag: tag, payload: payload)
         do {
-            try journal.append(JournalRecord(sequence: seq, time: request.time, seed: request.seed, tag: tag, payload: payload))
+            try journal.appendDeferred(JournalRecord(sequence: seq, time: request.time, seed: request.seed, tag: tag, payload: payload))
         } catch {
             logger.error("journal append failed", metadata: ["understudy.error": "\(error)"])
             sink?(RESPValue.errorBytes("ERR journal write failed: \(error); the request was not applied"))
             return
         }
         nextSequence += 1
+        if !journalWakePending {
+            journalWakePending = true
+            scheduleFlush()
+        }
         log.append(Entry(request: request, sink: sink, enqueuedAt: .now()))
         if let primary { pump(primary) }
         for s in standbys where !s.isDead && s.phase != .restoring { pump(s) }
@@ -369,6 +385,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         }
     }
 
+    /// Sends the primary advice: keys the prediction engine expects soon (never journaled, never applied as data).
+    func sendPrefetch(_ keys: [[UInt8]]) {
+        guard let primary, primary.isLive, !intakePaused else { return }
+        primary.send(.prefetch(keys: keys))
+        prefetchHintsDelivered += 1
+        scheduleFlush()
+    }
+
     func instanceFlushNeeded() {
         scheduleFlush()
     }
@@ -386,6 +410,10 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     private func flushAll() {
         flushScheduled = false
+        if journalWakePending {
+            journalWakePending = false
+            journal.wakeWriter()
+        }
         flushInstances()
         let clients = dirtyClients
         dirtyClients.removeAll(keepingCapacity: true)
@@ -451,7 +479,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private func release(_ i: CircularBuffer<Entry>.Index) {
         guard !log[i].released, let response = log[i].response else { return }
         let seq = log[i].request.sequence
-        if configuration.fsync == .always && seq > durableSequence { return }
+        if configuration.fsync == .always && seq > releasedDurableSequence { return }
         log[i].released = true
         let elapsed = NIODeadline.now() - log[i].enqueuedAt
         if let sink = log[i].sink {
@@ -464,8 +492,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     }
 
     func durabilityAdvanced(_ seq: UInt64) {
-        guard seq > durableSequence else { return }
-        durableSequence = seq
+        guard seq > releasedDurableSequence else { return }
+        releasedDurableSequence = seq
         guard configuration.fsync == .always else { return }
         var s = max(releaseScan, logBase)
         while s <= seq, let i = entryIndex(s) {

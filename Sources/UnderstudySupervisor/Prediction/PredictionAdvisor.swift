@@ -22,6 +22,14 @@ public struct PredictionSnapshot: Codable, Sendable {
     public var predictedKeys: [String]
     /// Which predictor the engine currently publishes.
     public var publishedSource: String?
+    /// Prefetch hint sets sent to the primary.
+    public var prefetchHintsSent: Int = 0
+    /// Of the observed requests that arrived while a hint set was out, the share whose key was in it.
+    public var prefetchHitRate: Double?
+    /// The mean calibrated surprise (z-score) of the observations since the previous publication.
+    public var surpriseMean: Double?
+    /// The request-rate forecast for the next window, corrected for sampling (requests per second).
+    public var forecastRequestsPerSecond: Double = 0
 }
 
 /// Runs the prediction engine off the request path: a bounded queue the core loop pushes into
@@ -42,15 +50,24 @@ final class PredictionAdvisor: Sendable {
         var latest = PredictionSnapshot(
             report: nil, forecastRequests: 0, forecastWriteChurn: 0, surprise: nil, observed: 0, dropped: 0,
             predictedKeys: [], publishedSource: nil)
-        var hints: [[UInt8]] = []
     }
 
     let capacity = 65_536
+    /// Keys per prefetch hint set.
+    let hintSize = 5
+    /// The least time between two hint sets sent to the primary.
+    let hintInterval = 0.001
     private let shared = Mutex(Shared())
     let logger: Logger
+    /// Delivers a hint set toward the primary (set once before ``start()``; called on the advisor's thread).
+    private let hintSink: (@Sendable ([[UInt8]]) -> Void)?
+    /// The prediction engine's load window, in seconds.
+    private let loadWindowSeconds: Double
 
-    init(logger: Logger) {
+    init(logger: Logger, hintSink: (@Sendable ([[UInt8]]) -> Void)? = nil) {
         self.logger = logger
+        self.hintSink = hintSink
+        self.loadWindowSeconds = Double(PredictionEngineConfiguration().loadWindowMillis) / 1000
     }
 
     /// Called on the core loop for every primary result; never blocks.
@@ -66,15 +83,12 @@ final class PredictionAdvisor: Sendable {
         }
     }
 
-    /// The latest surprise score, if the engine has one.
-    var currentSurprise: Double? { shared.withLock { $0.latest.surprise } }
+    /// The latest mean surprise score, if the engine has one.
+    var currentSurprise: Double? { shared.withLock { $0.latest.surpriseMean ?? $0.latest.surprise } }
 
-    /// The keys the engine expects next (prefetch hints), taken once.
-    func takeHints() -> [[UInt8]] {
-        shared.withLock { s in
-            defer { s.hints = [] }
-            return s.hints
-        }
+    /// The forecast request rate for the next window (requests/s, corrected for sampling), if there is one.
+    var forecastRequestsPerSecond: Double? {
+        shared.withLock { $0.latest.observed > 0 ? $0.latest.forecastRequestsPerSecond : nil }
     }
 
     func snapshot() -> PredictionSnapshot { shared.withLock { $0.latest } }
@@ -94,6 +108,42 @@ final class PredictionAdvisor: Sendable {
         let engine = PredictionEngine(configuration: .init())
         var observed = 0
         var lastPublish = Date()
+        var lastHint = Date.distantPast
+        var hintSet: Set<[UInt8]> = []
+        var hintsSent = 0
+        var hintChecked = 0
+        var hintHits = 0
+        var surpriseSum = 0.0
+        var surpriseCount = 0
+        var publishedObserved = -1
+        var surpriseMean: Double?
+        func publish() {
+            lastPublish = Date()
+            publishedObserved = observed
+            let report = engine.report()
+            let forecast = engine.loadForecast
+            let next = engine.predictNextKeys(count: hintSize)
+            let surprise = engine.lastSurprise
+            if surpriseCount > 0 { surpriseMean = surpriseSum / Double(surpriseCount) }
+            surpriseSum = 0
+            surpriseCount = 0
+            let source = engine.publishedSource
+            let total = observed
+            let sent = hintsSent
+            let hitRate = hintChecked > 0 ? Double(hintHits) / Double(hintChecked) : nil
+            let windowSeconds = loadWindowSeconds
+            shared.withLock { s in
+                // The engine sees a sample of the stream; scale its forecast back to the whole stream.
+                let scale = total > 0 ? Double(total + s.dropped) / Double(total) : 1
+                s.latest = PredictionSnapshot(
+                    report: report, forecastRequests: forecast.requestsNextWindow,
+                    forecastWriteChurn: forecast.writeChurnNextWindow, surprise: surprise.isFinite ? surprise : nil,
+                    observed: total, dropped: s.dropped,
+                    predictedKeys: next.map { String(decoding: $0, as: UTF8.self) }, publishedSource: source,
+                    prefetchHintsSent: sent, prefetchHitRate: hitRate, surpriseMean: surpriseMean,
+                    forecastRequestsPerSecond: forecast.requestsNextWindow * scale / windowSeconds)
+            }
+        }
         while true {
             let (batch, running) = shared.withLock { s -> ([Item], Bool) in
                 let b = s.queue
@@ -102,6 +152,8 @@ final class PredictionAdvisor: Sendable {
             }
             if !running { return }
             if batch.isEmpty {
+                // Publish what the last observations changed even when the stream goes quiet.
+                if observed != publishedObserved && Date().timeIntervalSince(lastPublish) > 0.25 { publish() }
                 usleep(2000)
                 continue
             }
@@ -120,31 +172,35 @@ final class PredictionAdvisor: Sendable {
                     command = "EXEC"
                 }
                 let touchedKeys = item.touched.isEmpty ? keys : item.touched
+                let key = keys.isEmpty ? Array(touchedKeys.prefix(1)) : keys
+                // Was this request's key among the hints the primary had been sent?
+                if !hintSet.isEmpty, let k = key.first {
+                    hintChecked += 1
+                    if hintSet.contains(k) { hintHits += 1 }
+                }
                 engine.observe(Observation(
-                    command: command, keys: keys.isEmpty ? Array(touchedKeys.prefix(1)) : keys, touchedKeys: touchedKeys,
+                    command: command, keys: key, touchedKeys: touchedKeys,
                     timeMillis: item.time, isWrite: !item.written.isEmpty))
+                if engine.lastSurprise.isFinite {
+                    surpriseSum += engine.lastSurprise
+                    surpriseCount += 1
+                }
                 observed += 1
+            }
+            // Prefetch hints: the keys expected next, sent when they change (at most every `hintInterval`).
+            if let hintSink, Date().timeIntervalSince(lastHint) >= hintInterval {
+                let next = engine.predictNextKeys(count: hintSize)
+                let nextSet = Set(next)
+                if !next.isEmpty && nextSet != hintSet {
+                    hintSink(next)
+                    hintsSent += 1
+                    hintSet = nextSet
+                    lastHint = Date()
+                }
             }
             let busy = Date().timeIntervalSince(busyStart)
             usleep(UInt32(min(0.5, max(0.002, busy * 4)) * 1_000_000))
-            if Date().timeIntervalSince(lastPublish) > 0.25 {
-                lastPublish = Date()
-                let report = engine.report()
-                let forecast = engine.loadForecast
-                let next = engine.predictNextKeys(count: 5)
-                let surprise = engine.lastSurprise
-                let source = engine.publishedSource
-                let total = observed
-                shared.withLock { s in
-                    s.latest = PredictionSnapshot(
-                        report: report, forecastRequests: forecast.requestsNextWindow,
-                        forecastWriteChurn: forecast.writeChurnNextWindow, surprise: surprise.isFinite ? surprise : nil,
-                        observed: total, dropped: s.dropped,
-                        predictedKeys: next.map { String(decoding: $0, as: UTF8.self) }, publishedSource: source)
-                    s.hints = next
-                }
-            }
+            if Date().timeIntervalSince(lastPublish) > 0.25 { publish() }
         }
     }
 }
-
