@@ -69,6 +69,8 @@ public struct SupervisorConfiguration: Sendable {
     public var limits = RESPLimits()
     /// Run the prediction engine (an advisor off the request path); default on.
     public var prediction = true
+    /// When planned and deploy swaps pause intake: the quietest moment inside a short deadline.
+    public var swapTiming = SwapTimingPolicy()
 
     /// Creates a configuration for a service binary.
     public init(servicePath: String) { self.servicePath = servicePath }

@@ -123,6 +123,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Swap pause budget in milliseconds.")
     var pauseBudgetMs: Int64 = 50
 
+    @Option(name: .long, help: "Longest a planned or deploy swap waits for a quieter moment the load forecast expects, in milliseconds (0: at once).")
+    var swapDeadlineMs: Int64 = 500
+
     @Option(name: .long, help: "Probation window after a swap, in seconds.")
     var probationSeconds: Double = 30
 
@@ -163,6 +166,7 @@ struct Run: AsyncParsableCommand {
         configuration.pipeline.shadow = !noShadow
         configuration.pipeline.snapshotEveryRecords = snapshotEvery
         configuration.transfer.pauseBudgetMillis = pauseBudgetMs
+        configuration.swapTiming.deadlineMillis = max(0, swapDeadlineMs)
         configuration.transfer.probationSeconds = probationSeconds
         configuration.transfer.residualLimit = residualLimit
 
@@ -232,9 +236,14 @@ func summarize(_ record: SwapRecord) -> String {
     let steps = order.compactMap { step in record.stepMicros[step].map { String(format: "%@ %.2f", step, Double($0) / 1000) } }
         .joined(separator: ", ")
     if record.outcome.succeeded {
-        return String(format: "%@ swap ok: #%d (%@) → #%d (%@), pause %.2f ms (%@), residual %d keys",
+        let timing = record.timing.map { t in
+            String(format: "; moment: %@ after %lld ms (%.0f req/s at the request, %.0f at the swap%@)",
+                t.decision, t.waitedMillis, t.rateAtRequest, t.rateAtSwap,
+                t.forecastRate.map { String(format: ", forecast %.0f", $0) } ?? "")
+        } ?? ""
+        return String(format: "%@ swap ok: #%d (%@) → #%d (%@), pause %.2f ms (%@), residual %d keys%@",
             record.reason.rawValue, record.fromInstance, record.fromVersion, record.toInstance, record.toVersion,
-            Double(record.pauseMicros) / 1000, steps, record.outcome.residualKeys)
+            Double(record.pauseMicros) / 1000, steps, record.outcome.residualKeys, timing)
     }
     return String(format: "%@ swap ABORTED after %.2f ms: %@; #%d (%@) keeps serving, nothing lost",
         record.reason.rawValue, Double(record.pauseMicros) / 1000, record.outcome.abortReason ?? "?", record.fromInstance, record.fromVersion)

@@ -39,6 +39,13 @@ extension EndToEnd {
             let swaps = try s.swaps()
             #expect(swaps.count == 20)
             #expect(swaps.allSatisfy { $0.outcome.succeeded && $0.reason == .planned })
+            // Each planned swap chose its moment inside the deadline (500 ms by default).
+            let decisions: Set<String> = ["quiet", "no forecast", "load steady or rising", "load fell to the forecast", "deadline"]
+            for swap in swaps {
+                let timing = try #require(swap.timing, "swap \(swap.id) has no timing record")
+                #expect(decisions.contains(timing.decision), "\(timing)")
+                if timing.decision != "deadline" { #expect(timing.waitedMillis < 500, "\(timing)") }
+            }
             // Each swap handed the primary role to another instance.
             #expect(zip(primaries, primaries.dropFirst()).allSatisfy { $0 != $1 }, "\(primaries)")
             #expect(report.errors == 0, "\(report.errorSamples)")

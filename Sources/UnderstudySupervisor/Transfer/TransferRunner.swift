@@ -28,6 +28,8 @@ public struct SwapRecord: Codable, Sendable {
     public var pauseMicros: Int64
     /// The sequence number at which intake paused.
     public var sequence: UInt64
+    /// How the moment was chosen (planned and deploy swaps; nil for rollbacks).
+    public var timing: SwapTimingRecord?
 }
 
 /// Drives the ``TransferController`` against the live pipeline, and runs probation afterwards.
@@ -66,6 +68,9 @@ final class TransferRunner: @unchecked Sendable {
         var currentStep: SwapStep = .pause
         var stepMicros: [String: Int64] = [:]
         var budgetTask: Scheduled<Void>?
+        /// Digests asked for at the start of the pause, queued behind every input up to `earlyDigestSequence`.
+        var earlyDigests: EventLoopFuture<(WireMessage, WireMessage)>?
+        var earlyDigestSequence: UInt64 = 0
     }
 
     /// The window after a swap in which the old primary stays ready to take back over.
@@ -117,9 +122,79 @@ final class TransferRunner: @unchecked Sendable {
 
     var isSwapping: Bool { active != nil }
 
+    /// The prediction engine's forecast of the request rate (requests/s), when it runs.
+    var forecastRateProvider: (() -> Double?)?
+    /// A swap waiting for a quieter moment.
+    private struct QuietWait {
+        var target: WorkerInstance
+        var reason: SwapReason
+        var policy: SwapTimingPolicy
+        var promise: EventLoopPromise<SwapRecord>
+        var asked: NIODeadline
+        /// (time, last sequence) samples covering the last ~100 ms.
+        var samples: [(NIODeadline, UInt64)]
+        var rateAtRequest: Double?
+
+        /// The arrival rate (requests/s) over the samples.
+        var rate: Double {
+            guard let first = samples.first, let last = samples.last, last.0 > first.0 else { return 0 }
+            return Double(last.1 - first.1) / (Double((last.0 - first.0).nanoseconds) / 1e9)
+        }
+    }
+    private var quietWait: QuietWait?
+
+    /// Swaps to `target` at the quietest moment inside `policy`'s deadline (see ``SwapTimingPolicy``):
+    /// measures the arrival rate every 20 ms and asks the policy whether to go.
+    func swapWhenQuiet(
+        to target: WorkerInstance, reason: SwapReason, policy: SwapTimingPolicy
+    ) -> EventLoopFuture<SwapRecord> {
+        guard active == nil, quietWait == nil else {
+            return loop.makeFailedFuture(SupervisorError(.busy, "a swap is already in progress"))
+        }
+        let promise = loop.makePromise(of: SwapRecord.self)
+        let now = NIODeadline.now()
+        quietWait = QuietWait(
+            target: target, reason: reason, policy: policy, promise: promise, asked: now,
+            samples: [(now, pipeline.lastSequence)])
+        if policy.deadlineMillis == 0 {
+            decideQuiet()
+        } else {
+            // The first decision needs a measured rate.
+            loop.scheduleTask(in: .milliseconds(20)) { self.decideQuiet() }
+        }
+        return promise.futureResult
+    }
+
+    private func decideQuiet() {
+        guard var wait = quietWait else { return }
+        let now = NIODeadline.now()
+        wait.samples.append((now, pipeline.lastSequence))
+        while wait.samples.count > 2, now - wait.samples[1].0 >= .milliseconds(100) { wait.samples.removeFirst() }
+        let waited = (now - wait.asked).nanoseconds / 1_000_000
+        let current = wait.rate
+        if wait.rateAtRequest == nil { wait.rateAtRequest = current }
+        let forecast = forecastRateProvider?()
+        switch wait.policy.decide(waitedMillis: waited, currentRate: current, forecastRate: forecast) {
+        case .wait:
+            quietWait = wait
+            loop.scheduleTask(in: .milliseconds(20)) { self.decideQuiet() }
+        case .swapNow(let why):
+            quietWait = nil
+            let timing = SwapTimingRecord(
+                decision: why, waitedMillis: waited, rateAtRequest: (wait.rateAtRequest ?? current).rounded(),
+                rateAtSwap: current.rounded(), forecastRate: forecast?.rounded())
+            swap(to: wait.target, reason: wait.reason).map { record -> SwapRecord in
+                var record = record
+                record.timing = timing
+                if let i = self.history.lastIndex(where: { $0.id == record.id }) { self.history[i].timing = timing }
+                return record
+            }.cascade(to: wait.promise)
+        }
+    }
+
     /// Swaps the primary role to `target`. Completes with the record whether it succeeded or aborted.
     func swap(to target: WorkerInstance, reason: SwapReason, automatic: Bool = false) -> EventLoopFuture<SwapRecord> {
-        guard active == nil else {
+        guard active == nil, quietWait == nil else {
             return loop.makeFailedFuture(SupervisorError(.busy, "a swap is already in progress"))
         }
         guard let primary = pipeline.primary, primary.isLive || primary.phase == .catchingUp else {
@@ -186,6 +261,17 @@ final class TransferRunner: @unchecked Sendable {
         case .waitForDrain:
             mark(.drain)
             let last = pipeline.lastSequence
+            // Ask both for their digests now: each worker answers after applying every input queued before the
+            // request, so with all inputs up to `last` sent, both digests are taken at `last`, and the digest
+            // round trip overlaps the drain and the catch-up instead of following them.
+            if a.controller.sameSchema {
+                pipeline.pump(target)
+                if primary.sentSequence == last && target.sentSequence == last {
+                    active!.earlyDigests = primary.request(.digestRequest).and(target.request(.digestRequest))
+                    active!.earlyDigestSequence = last
+                }
+                pipeline.flushInstances()
+            }
             pipeline.waitUntilApplied(primary, last, timeout: .seconds(10)).whenComplete { [weak self] r in
                 switch r {
                 case .success: self?.send(.drained(sequence: last))
@@ -204,9 +290,14 @@ final class TransferRunner: @unchecked Sendable {
             }
         case .requestDigests:
             mark(.verify)
-            let p = primary.request(.digestRequest)
-            let t = target.request(.digestRequest)
-            p.and(t).whenComplete { [weak self] r in
+            let digests: EventLoopFuture<(WireMessage, WireMessage)>
+            if let early = a.earlyDigests, a.controller.pausedAt == a.earlyDigestSequence {
+                active!.earlyDigests = nil
+                digests = early
+            } else {
+                digests = primary.request(.digestRequest).and(target.request(.digestRequest))
+            }
+            digests.whenComplete { [weak self] r in
                 switch r {
                 case .success(let (.digest(pd), .digest(td))): self?.send(.digests(primary: pd, target: td))
                 case .success: self?.send(.targetFailed("unexpected digest reply"))
