@@ -44,6 +44,11 @@ public struct ComparisonStats: Codable, Sendable, Equatable {
     public var differed: Int = 0
     /// The fraction that differed.
     public var rate: Double { compared == 0 ? 0 : Double(differed) / Double(compared) }
+    /// Creates counts.
+    public init(compared: Int = 0, differed: Int = 0) {
+        self.compared = compared
+        self.differed = differed
+    }
 }
 
 /// Compares replies and states across instances and keeps the discrepancy log.
@@ -129,18 +134,18 @@ final class ShadowManager: @unchecked Sendable {
     /// Returns true when they agree.
     @discardableResult
     func compare(
-        request: ApplyRequest, primaryReply: [UInt8], otherReply: [UInt8], instance: WorkerInstance
+        request: ApplyRequest, command: String, primaryReply: [UInt8], otherReply: [UInt8], instance: WorkerInstance
     ) -> Bool {
-        let command = classifier.classify(tag: request.tag, payload: request.payload)
         if (rules[command] ?? .exact) == .ignore { return true }
         let same = agree(command: command, primaryReply, otherReply)
         stats[instance.id, default: [:]][command, default: ComparisonStats()].compared += 1
-        var w = windows[instance.id] ?? (Array(repeating: false, count: windowSize), 0, 0)
-        if w.outcomes[w.index] { w.differed -= 1 }
-        w.outcomes[w.index] = !same
-        if !same { w.differed += 1 }
-        w.index = (w.index + 1) % windowSize
-        windows[instance.id] = w
+        // Mutated in place: copying the window out and back would copy its array on every comparison.
+        if windows[instance.id] == nil { windows[instance.id] = (Array(repeating: false, count: windowSize), 0, 0) }
+        let index = windows[instance.id]!.index
+        if windows[instance.id]!.outcomes[index] { windows[instance.id]!.differed -= 1 }
+        windows[instance.id]!.outcomes[index] = !same
+        if !same { windows[instance.id]!.differed += 1 }
+        windows[instance.id]!.index = (index + 1) % windowSize
         instance.comparedReplies += 1
         if !same {
             instance.differingReplies += 1

@@ -45,6 +45,10 @@ public struct UpdateGateConfiguration: Sendable {
     public var lagGrowthSeconds: Int = 3
     /// Most seconds the live comparison waits for enough requests (default 60).
     public var compareTimeoutSeconds: Double = 60
+    /// While the prediction engine's mean surprise (a z-score) is above this, the comparison is extended (default 3).
+    public var surpriseLimit: Double = 3
+    /// The most extra comparison windows unusual traffic can add (default 2).
+    public var surpriseExtensions: Int = 2
     /// Creates the defaults.
     public init() {}
 }
@@ -60,7 +64,7 @@ public struct DeployReport: Codable, Sendable {
         public var detail: String
     }
     /// A flagged command class.
-    public struct FlaggedCommand: Codable, Sendable {
+    public struct FlaggedCommand: Codable, Sendable, Equatable {
         public var command: String
         public var candidateCompared: Int
         public var candidateDiffered: Int
@@ -81,6 +85,8 @@ public struct DeployReport: Codable, Sendable {
     public var swap: SwapRecord?
     public var noSwap: Bool
     public var surprise: Double?
+    /// Extra comparison windows added because the traffic was unusual for the prediction engine.
+    public var surpriseExtensions: Int = 0
 }
 
 /// Runs a candidate through the update gate and, when it passes, swaps it in.
@@ -102,6 +108,10 @@ final class DeployRunner: @unchecked Sendable {
     private var stageStarted = NIODeadline.now()
     /// The prediction engine's current surprise score, when it runs.
     var surpriseProvider: (() -> Double?)?
+    /// Extra comparison windows granted per deploy id (unusual traffic).
+    private var comparisonExtensions: [Int: Int] = [:]
+    /// When inside a short deadline the validated candidate is swapped in.
+    var swapTiming = SwapTimingPolicy()
 
     init(pipeline: RequestPipeline, transfer: TransferRunner, shadowing: ShadowManager, gate: UpdateGateConfiguration,
          threadPool: NIOThreadPool, logger: Logger) {
@@ -249,7 +259,7 @@ final class DeployRunner: @unchecked Sendable {
                 return self.finish(id, rejected: nil)
             }
             self.begin(id, "swap")
-            return self.transfer.swap(to: candidate, reason: .deploy).flatMap { record in
+            return self.transfer.swapWhenQuiet(to: candidate, reason: .deploy, policy: self.swapTiming).flatMap { record in
                 self.update(id) { $0.swap = record }
                 guard record.outcome.succeeded else {
                     return self.loop.makeFailedFuture(self.reject("the swap aborted: \(record.outcome.abortReason ?? "?")"))
@@ -374,8 +384,9 @@ final class DeployRunner: @unchecked Sendable {
     /// The live differential comparison, with the shadow's disagreements as the noise floor.
     private func compare(_ id: Int, _ c: WorkerInstance, _ request: DeployRequest) -> EventLoopFuture<Void> {
         let promise = loop.makePromise(of: Void.self)
-        let wantRequests = request.compareRequests ?? (request.compareSeconds == nil ? 1000 : Int.max)
-        let window = request.compareSeconds ?? gate.compareTimeoutSeconds
+        let baseRequests = request.compareRequests ?? (request.compareSeconds == nil ? 1000 : Int.max)
+        let baseWindow = request.compareSeconds ?? gate.compareTimeoutSeconds
+        comparisonExtensions[id] = 0
         let started = NIODeadline.now()
         let candidateStart = shadowing.stats[c.id] ?? [:]
         let noiseInstance = pipeline.standbys.first { $0.role == .shadow && $0.version == pipeline.primary?.version }
@@ -398,34 +409,39 @@ final class DeployRunner: @unchecked Sendable {
             let now = shadowing.stats[c.id] ?? [:]
             let compared = now.reduce(0) { $0 + $1.value.compared - (candidateStart[$1.key]?.compared ?? 0) }
             let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+            let extensions = self.comparisonExtensions[id] ?? 0
+            let wantRequests = baseRequests == Int.max ? Int.max : baseRequests * (1 + extensions)
+            let window = baseWindow * Double(1 + extensions)
             if compared < wantRequests && elapsed < window {
                 loop.scheduleTask(in: .milliseconds(50)) { check() }
                 return
             }
             update(id) { $0.comparedRequests = compared }
             let noiseNow = noiseInstance.flatMap { shadowing.stats[$0.id] } ?? [:]
-            var flagged: [DeployReport.FlaggedCommand] = []
-            for (command, s) in now {
-                let cc = s.compared - (candidateStart[command]?.compared ?? 0)
-                let cd = s.differed - (candidateStart[command]?.differed ?? 0)
-                guard cc > 0, cd > 0 else { continue }
-                let nc = (noiseNow[command]?.compared ?? 0) - (noiseStart[command]?.compared ?? 0)
-                let nd = (noiseNow[command]?.differed ?? 0) - (noiseStart[command]?.differed ?? 0)
-                let candidateRate = Double(cd) / Double(cc)
-                let noiseRate = nc > 0 ? Double(nd) / Double(nc) : 0
-                if candidateRate > noiseRate * gate.relativeThreshold && candidateRate - noiseRate > gate.absoluteThreshold {
-                    flagged.append(.init(command: command, candidateCompared: cc, candidateDiffered: cd, noiseCompared: nc, noiseDiffered: nd))
+            func delta(_ now: [String: ComparisonStats], _ start: [String: ComparisonStats]) -> [String: ComparisonStats] {
+                now.reduce(into: [:]) { out, entry in
+                    out[entry.key] = ComparisonStats(
+                        compared: entry.value.compared - (start[entry.key]?.compared ?? 0),
+                        differed: entry.value.differed - (start[entry.key]?.differed ?? 0))
                 }
             }
             let surprise = surpriseProvider?()
-            update(id) {
-                $0.flagged = flagged.sorted { $0.command < $1.command }
-                $0.surprise = surprise
-            }
-            if flagged.isEmpty {
-                end(id, "passed", "\(compared) replies compared in \(String(format: "%.1f", elapsed)) s; no command class above the noise")
+            update(id) { $0.surprise = surprise }
+            switch ComparisonGate.verdict(
+                candidate: delta(now, candidateStart), noise: delta(noiseNow, noiseStart), surprise: surprise,
+                extensionsSoFar: extensions, gate: gate)
+            {
+            case .extend(let why):
+                self.comparisonExtensions[id] = extensions + 1
+                update(id) { $0.surpriseExtensions = extensions + 1 }
+                logger.notice("deploy comparison extended", metadata: ["understudy.deploy": "\(id)", "understudy.why": "\(why)"])
+                loop.scheduleTask(in: .milliseconds(50)) { check() }
+            case .pass:
+                let extra = extensions > 0 ? " (extended \(extensions)× for unusual traffic)" : ""
+                end(id, "passed", "\(compared) replies compared in \(String(format: "%.1f", elapsed)) s; no command class above the noise\(extra)")
                 promise.succeed(())
-            } else {
+            case .reject(let flagged):
+                update(id) { $0.flagged = flagged }
                 let list = flagged.map { "\($0.command) differed \($0.candidateDiffered)/\($0.candidateCompared) (noise \($0.noiseDiffered)/\($0.noiseCompared))" }
                 promise.fail(reject("replies differ from the primary beyond the noise: " + list.joined(separator: ", ")))
             }
