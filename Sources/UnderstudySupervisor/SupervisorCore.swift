@@ -88,7 +88,11 @@ final class SupervisorCore: @unchecked Sendable {
         self.journal = journal
         self.threadPool = threadPool
         self.registry = PrometheusCollectorRegistry()
-        self.metrics = SupervisorMetrics(factory: PrometheusMetricsFactory(registry: registry))
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Group commits range from one record (fsync always, one client) to a second's worth (everysec).
+        factory.valueHistogramBuckets["understudy_journal_fsync_group_records"] =
+            [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536, 262144, 1_048_576]
+        self.metrics = SupervisorMetrics(factory: factory)
         self.shadowing = ShadowManager(dataDirectory: configuration.dataDirectory, classifier: metrics.classifier)
         self.pipeline = RequestPipeline(
             loop: loop, journal: journal, configuration: configuration.pipeline, serviceBinary: configuration.servicePath,
@@ -110,6 +114,10 @@ final class SupervisorCore: @unchecked Sendable {
             }
         }
         deploys.surpriseProvider = { [prediction] in prediction.currentSurprise }
+        deploys.swapTiming = configuration.swapTiming
+        if configuration.prediction {
+            transfer.forecastRateProvider = { [prediction] in prediction.forecastRequestsPerSecond }
+        }
         // Journal fsyncs, reported from the journal's writer thread (these metric objects are thread-safe).
         let fsyncLatency = Metrics.Timer(label: "understudy_journal_fsync_seconds", factory: metrics.factory)
         let groupRecords = Recorder(label: "understudy_journal_fsync_group_records", factory: metrics.factory)
@@ -245,6 +253,6 @@ final class SupervisorCore: @unchecked Sendable {
         }) else {
             return loop.makeFailedFuture(SupervisorError(.busy, "there is no live same-version shadow to swap to (it may still be catching up)"))
         }
-        return transfer.swap(to: target, reason: .planned)
+        return transfer.swapWhenQuiet(to: target, reason: .planned, policy: configuration.swapTiming)
     }
 }

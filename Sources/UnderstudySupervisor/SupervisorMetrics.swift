@@ -33,8 +33,7 @@ final class SupervisorMetrics: @unchecked Sendable {
         self.factory = factory
     }
 
-    func recordRequest(tag: UInt8, payload: [UInt8], latency elapsed: TimeAmount, error: Bool) {
-        let command = classifier.classify(tag: tag, payload: payload)
+    func recordRequest(command: String, latency elapsed: TimeAmount, error: Bool) {
         let counter = requestCounters[command] ?? {
             let c = Counter(label: "understudy_requests_total", dimensions: [("command", command)], factory: factory)
             requestCounters[command] = c

@@ -59,7 +59,25 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         String(decoding: bytes, as: UTF8.self).uppercased()
     }
 
+    /// Whether a command name may be one the connection answers itself (QUIT, MULTI, DISCARD, EXEC, WATCH,
+    /// UNWATCH, SELECT, CLIENT), judged from its length and first letter without building a string.
+    private static func mayBeConnectionCommand(_ name: [UInt8]) -> Bool {
+        guard let first = name.first else { return true }
+        switch (name.count, first | 0x20) {
+        case (4, UInt8(ascii: "q")), (5, UInt8(ascii: "m")), (7, UInt8(ascii: "d")), (4, UInt8(ascii: "e")),
+            (5, UInt8(ascii: "w")), (7, UInt8(ascii: "u")), (6, UInt8(ascii: "s")), (6, UInt8(ascii: "c")):
+            return true
+        default:
+            return false
+        }
+    }
+
     private func handle(_ args: [[UInt8]]) {
+        // The hot path: data commands go straight to the pipeline.
+        if !inMulti && !Self.mayBeConnectionCommand(args[0]) {
+            remote(tag: InputTag.resp, payload: CommandCodec.encode(args))
+            return
+        }
         let command = Self.upper(args[0])
         switch command {
         case "QUIT":
@@ -161,8 +179,10 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     private func remote(tag: UInt8, payload: [UInt8]) {
         let slot = slotBase + slots.count
         slots.append(nil)
-        pipeline.submit(tag: tag, payload: payload) { [weak self] bytes in
-            self?.complete(slot, bytes)
+        // A strong reference: the pipeline drops the sink once it has answered, and a closed connection's
+        // handler only lives until its outstanding requests are answered (no weak-reference cost per request).
+        pipeline.submit(tag: tag, payload: payload) { bytes in
+            self.complete(slot, bytes)
         }
     }
 

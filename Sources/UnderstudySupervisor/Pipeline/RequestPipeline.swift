@@ -70,6 +70,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         var early: [(UInt32, [UInt8])] = []
         var released = false
         var enqueuedAt: NIODeadline
+        /// The command class, named once (for comparisons and metrics).
+        var command: String?
     }
 
     struct HeldInput {
@@ -249,22 +251,53 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     }
 
     /// Completes when `instance` has applied `sequence` (fails if it dies or the timeout passes).
+    ///
+    /// Resolved from ``instanceApplied(_:_:)`` the moment the result arrives (a swap's pause waits on this);
+    /// a slower timer notices death and the timeout.
     func waitUntilApplied(_ instance: WorkerInstance, _ sequence: UInt64, timeout: TimeAmount) -> EventLoopFuture<Void> {
+        if instance.appliedSequence >= sequence { return loop.makeSucceededVoidFuture() }
         let promise = loop.makePromise(of: Void.self)
+        let id = nextWaiterID
+        nextWaiterID += 1
+        appliedWaiters.append(AppliedWaiter(id: id, instance: instance, sequence: sequence, promise: promise))
         let deadline = NIODeadline.now() + timeout
         func check() {
+            guard let index = appliedWaiters.firstIndex(where: { $0.id == id }) else { return }
             if instance.appliedSequence >= sequence {
+                appliedWaiters.remove(at: index)
                 promise.succeed(())
             } else if case .dead(let reason) = instance.phase {
+                appliedWaiters.remove(at: index)
                 promise.fail(SupervisorError(.workerExited, reason))
             } else if NIODeadline.now() > deadline {
+                appliedWaiters.remove(at: index)
                 promise.fail(SupervisorError(.timeout, "instance \(instance.id) did not reach sequence \(sequence) in time (at \(instance.appliedSequence))"))
             } else {
-                loop.scheduleTask(in: .microseconds(200)) { check() }
+                loop.scheduleTask(in: .milliseconds(5)) { check() }
             }
         }
-        check()
+        loop.scheduleTask(in: .milliseconds(5)) { check() }
         return promise.futureResult
+    }
+
+    struct AppliedWaiter {
+        var id: UInt64
+        var instance: WorkerInstance
+        var sequence: UInt64
+        var promise: EventLoopPromise<Void>
+    }
+    private var appliedWaiters: [AppliedWaiter] = []
+    private var nextWaiterID: UInt64 = 1
+
+    private func resolveAppliedWaiters(_ instance: WorkerInstance) {
+        var i = 0
+        while i < appliedWaiters.count {
+            if appliedWaiters[i].instance === instance && instance.appliedSequence >= appliedWaiters[i].sequence {
+                appliedWaiters.remove(at: i).promise.succeed(())
+            } else {
+                i += 1
+            }
+        }
     }
 
     // MARK: intake
@@ -425,6 +458,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         for s in standbys { s.flush() }
     }
 
+    /// The command class of a log entry, classified on first use.
+    private func commandClass(_ i: CircularBuffer<Entry>.Index) -> String {
+        if let command = log[i].command { return command }
+        let command = metrics.classifier.classify(tag: log[i].request.tag, payload: log[i].request.payload)
+        log[i].command = command
+        return command
+    }
+
     private func entryIndex(_ seq: UInt64) -> CircularBuffer<Entry>.Index? {
         guard seq >= logBase, seq < logBase + UInt64(log.count) else { return nil }
         return log.index(log.startIndex, offsetBy: Int(seq - logBase))
@@ -434,6 +475,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     func instanceApplied(_ instance: WorkerInstance, _ result: ApplyResult) {
         let seq = result.sequence
+        if !appliedWaiters.isEmpty { resolveAppliedWaiters(instance) }
         if let i = entryIndex(seq) {
             instance.appliedTime = log[i].request.time
             if log[i].request.tag == InputTag.checkpoint {
@@ -451,7 +493,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 log[i].response = result.response
                 for (otherID, reply) in log[i].early {
                     if let other = standbys.first(where: { $0.id == otherID }) {
-                        shadowing.compare(request: log[i].request, primaryReply: result.response, otherReply: reply, instance: other)
+                        shadowing.compare(request: log[i].request, command: commandClass(i), primaryReply: result.response, otherReply: reply, instance: other)
                     }
                 }
                 log[i].early = []
@@ -462,7 +504,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                     log[i].standbyResponse = result.response
                 }
                 if let primaryReply = log[i].response {
-                    shadowing.compare(request: log[i].request, primaryReply: primaryReply, otherReply: result.response, instance: instance)
+                    shadowing.compare(request: log[i].request, command: commandClass(i), primaryReply: primaryReply, otherReply: result.response, instance: instance)
                 } else {
                     log[i].early.append((instance.id, result.response))
                 }
@@ -486,7 +528,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             log[i].sink = nil
             sink(response)
             let isError = response.first == UInt8(ascii: "-")
-            metrics.recordRequest(tag: log[i].request.tag, payload: log[i].request.payload, latency: elapsed, error: isError)
+            metrics.recordRequest(command: commandClass(i), latency: elapsed, error: isError)
             latencyObserver?(elapsed, isError)
         }
     }
