@@ -27,7 +27,7 @@ struct WorkerProcessTests {
             #expect(w.hello.schemaVersion == 1)
             #expect(w.hello.protocolVersion == wireProtocolVersion)
             #expect(w.hello.pid == UInt32(w.process.pid))
-            #expect(w.hello.comparisonRules == ["NOW": .ignore])
+            #expect(w.hello.comparisonRules == ["NOW": .ignore, "PREFETCHED": .ignore])
         }
 
         var model = CounterModel()

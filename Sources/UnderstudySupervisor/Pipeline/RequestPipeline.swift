@@ -229,6 +229,23 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     /// Streams snapshot bytes into an instance; completes with the sequence the state now covers.
     func restore(_ data: [UInt8], sequence: UInt64, schemaVersion: UInt32, into instance: WorkerInstance) -> EventLoopFuture<UInt64> {
+        // Hashing and cutting a large snapshot takes milliseconds: done on the thread pool, never on the loop
+        // that serves clients (a new shadow is restored while the primary serves).
+        threadPool.runIfActive(eventLoop: loop) { Self.snapshotChunks(data, sequence: sequence, schemaVersion: schemaVersion) }
+            .flatMap { chunks in
+                for chunk in chunks.dropLast() { instance.send(.snapshotChunk(chunk)) }
+                return instance.request(.snapshotChunk(chunks.last!))
+            }
+            .flatMapThrowing { reply in
+                guard case .restored(let seq, _) = reply else {
+                    throw SupervisorError(.workerFailed, "worker answered a restore with \(reply.frameType)")
+                }
+                return seq
+            }
+    }
+
+    /// A snapshot cut into 1 MiB chunks; the last carries the checksum of the whole.
+    private static func snapshotChunks(_ data: [UInt8], sequence: UInt64, schemaVersion: UInt32) -> [SnapshotChunk] {
         let chunkSize = 1 << 20
         let checksum = StableHasher.hash(data)
         let streamID = UInt32.random(in: 1...UInt32.max)
@@ -241,13 +258,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 isFinal: end == data.count, checksum: end == data.count ? checksum : 0))
             start = end
         } while start < data.count
-        for chunk in chunks.dropLast() { instance.send(.snapshotChunk(chunk)) }
-        return instance.request(.snapshotChunk(chunks.last!)).flatMapThrowing { reply in
-            guard case .restored(let seq, _) = reply else {
-                throw SupervisorError(.workerFailed, "worker answered a restore with \(reply.frameType)")
-            }
-            return seq
-        }
+        return chunks
     }
 
     /// Completes when `instance` has applied `sequence` (fails if it dies or the timeout passes).
@@ -475,7 +486,9 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     func instanceApplied(_ instance: WorkerInstance, _ result: ApplyResult) {
         let seq = result.sequence
-        if !appliedWaiters.isEmpty { resolveAppliedWaiters(instance) }
+        // Waiters are told last: what they run (a swap's next step may flip roles) must see this result
+        // recorded and released as the instance's role was when it arrived.
+        defer { if !appliedWaiters.isEmpty { resolveAppliedWaiters(instance) } }
         if let i = entryIndex(seq) {
             instance.appliedTime = log[i].request.time
             if log[i].request.tag == InputTag.checkpoint {
@@ -765,6 +778,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             let snapshot = JournalSnapshot(
                 service: hello.service, schemaVersion: Int(chunk.schemaVersion), sequence: chunk.sequence, data: chunk.data)
             return self.threadPool.runIfActive(eventLoop: self.loop) {
+                // The worker's checksum of the whole stream, checked off the loop before anything is written.
+                let checksum = StableHasher.hash(chunk.data)
+                guard checksum == chunk.checksum else {
+                    throw SupervisorError(
+                        .workerFailed,
+                        "the snapshot from instance \(source.id) failed its checksum (\(chunk.data.count) bytes); nothing was written")
+                }
                 try journal.writeSnapshot(snapshot)
                 return chunk.sequence
             }
