@@ -39,10 +39,15 @@ public struct StateSnapshot: Sendable {
             let name = try r.readString()
             let count = try r.readCount()
             let offset = r.offset
+            // Check every entry's framing without copying it out.
+            var end = offset
             for _ in 0..<count {
-                _ = try r.readCount(limit: r.remaining).advance(&r)
-                _ = try r.readCount(limit: r.remaining).advance(&r)
+                let keyLength = try snapshotReadLength(bytes, &end)
+                end += keyLength
+                let valueLength = try snapshotReadLength(bytes, &end)
+                end += valueLength
             }
+            r = ByteReader(bytes, from: end)
             maps[name] = (offset, count)
         }
         guard r.isAtEnd else { throw DecodingError("\(r.remaining) trailing bytes after snapshot") }
@@ -74,18 +79,10 @@ public struct StateSnapshot: Sendable {
 
     /// Decodes a map's entries into a tracked map of the same name (untracked writes).
     public func decodeMap<Value: StateValue>(_ name: String, into map: inout TrackedMap<Value>) throws {
+        guard let (offset, count) = maps[name] else { return }
         map.recording = false
         defer { map.recording = true }
-        try forEachEntry(of: name) { k, v in
-            map.set(k, try Value(canonicalBytes: v))
-        }
-    }
-}
-
-private extension Int {
-    func advance(_ r: inout ByteReader) throws -> Int {
-        _ = try r.readRaw(self)
-        return self
+        try Value.decodeSnapshotEntries(bytes, offset: offset, count: count, into: &map)
     }
 }
 
@@ -94,13 +91,7 @@ struct SnapshotEncoder: TrackedMapVisitor {
     mutating func visit<Value: StateValue>(_ map: TrackedMap<Value>) {
         writer.writeString(map.name)
         writer.writeVarint(UInt64(map.count))
-        var scratch = ByteWriter(capacity: 64)
-        for (k, e) in map.storage {
-            writer.writeBytes(k)
-            scratch.bytes.removeAll(keepingCapacity: true)
-            e.value.encode(to: &scratch)
-            writer.writeBytes(scratch.bytes)
-        }
+        Value.encodeSnapshotEntries(of: map, into: &writer)
     }
 }
 
@@ -126,13 +117,14 @@ extension TrackedState {
     public func encodeSnapshot(schemaVersion: UInt32, sequence: UInt64) -> [UInt8] {
         var counter = MapCounter()
         visitMaps(&counter)
-        var w = ByteWriter(capacity: 64 + counter.entries * 32)
-        w.writeRaw(StateSnapshot.magic)
-        w.write(StateSnapshot.formatVersion)
-        w.write(schemaVersion)
-        w.write(sequence)
-        w.writeVarint(UInt64(counter.maps))
-        var encoder = SnapshotEncoder(writer: w)
+        // The writer lives in the encoder from the start: a second reference to its buffer would
+        // make the first append copy it (and drop the reserved capacity).
+        var encoder = SnapshotEncoder(writer: ByteWriter(capacity: 64 + counter.entries * 32))
+        encoder.writer.writeRaw(StateSnapshot.magic)
+        encoder.writer.write(StateSnapshot.formatVersion)
+        encoder.writer.write(schemaVersion)
+        encoder.writer.write(sequence)
+        encoder.writer.writeVarint(UInt64(counter.maps))
         visitMaps(&encoder)
         return encoder.writer.bytes
     }

@@ -13,6 +13,38 @@ public protocol StateValue: Sendable {
     init(decoding reader: inout ByteReader) throws
     /// A stable, seed-free 64-bit hash of the value (default: hash of the canonical bytes).
     func stableDigest() -> UInt64
+
+    /// Appends every entry of `map` in snapshot framing: `(varint key length, key, varint value
+    /// length, canonical value)` per entry, in the map's iteration order.
+    ///
+    /// Use the default implementation; do not provide your own. It is a requirement only so that
+    /// the snapshot loop is compiled for each concrete value type (in the module that declares the
+    /// conformance) instead of running generically over the hash tree.
+    static func encodeSnapshotEntries(of map: TrackedMap<Self>, into writer: inout ByteWriter)
+
+    /// Decodes `count` entries in snapshot framing from `bytes`, starting at `offset`, into `map`
+    /// (untracked writes; the digest is maintained).
+    ///
+    /// Use the default implementation; do not provide your own (see
+    /// ``encodeSnapshotEntries(of:into:)``).
+    static func decodeSnapshotEntries(
+        _ bytes: [UInt8], offset: Int, count: Int, into map: inout TrackedMap<Self>) throws
+}
+
+extension StateValue {
+    /// Writes the entries straight into `writer` (no per-value scratch buffer).
+    @inlinable
+    public static func encodeSnapshotEntries(of map: TrackedMap<Self>, into writer: inout ByteWriter) {
+        map.appendSnapshotEntries(to: &writer)
+    }
+
+    /// Decodes the entries straight from `bytes` (no per-value intermediate array).
+    @inlinable
+    public static func decodeSnapshotEntries(
+        _ bytes: [UInt8], offset: Int, count: Int, into map: inout TrackedMap<Self>
+    ) throws {
+        try map.loadSnapshotEntries(bytes, offset: offset, count: count)
+    }
 }
 
 extension StateValue {
