@@ -18,6 +18,12 @@ import Darwin
 /// worse than the best baseline by more than noise.
 ///
 /// Not thread-safe: use one engine from one task.
+///
+/// Stored properties are `@exclusivity(unchecked)`: dynamic exclusivity checks on them were a
+/// quarter of `observe` in profiles. That is safe because the class is not `Sendable` (so no two
+/// threads can reach one instance) and no method re-enters the engine while it holds an `inout`
+/// access to one of its properties (the tables it calls never call back); the compiler's static
+/// exclusivity diagnostics still apply.
 public final class PredictionEngine {
     /// The configuration it was built with.
     public let configuration: PredictionEngineConfiguration
@@ -31,16 +37,16 @@ public final class PredictionEngine {
     private var baselines: [any KeyPredictor] { [lastTable, popularity, markov1, markov2, recency] }
 
     // Interning.
-    private var keyIDs: [[UInt8]: Int] = [:]
-    private var keyBytes: [[UInt8]] = []
-    private var commandIDs: [String: Int] = [:]
+    @exclusivity(unchecked) private var keyIDs: [[UInt8]: Int] = [:]
+    @exclusivity(unchecked) private var keyBytes: [[UInt8]] = []
+    @exclusivity(unchecked) private var commandIDs: [String: Int] = [:]
     static let commandVocabulary = 16
 
     // Per-key state (indexed by key id).
-    private var lastSeenStep: [Int] = []
-    private var lastWasWrite: [Bool] = []
-    private var candidateStamp: [Int] = []
-    private var writtenWindow: [Int64] = []
+    @exclusivity(unchecked) private var lastSeenStep: [Int] = []
+    @exclusivity(unchecked) private var lastWasWrite: [Bool] = []
+    @exclusivity(unchecked) private var candidateStamp: [Int] = []
+    @exclusivity(unchecked) private var writtenWindow: [Int64] = []
 
     // Network.
     private let store: ParameterStore
@@ -56,51 +62,54 @@ public final class PredictionEngine {
     private let hiddenGradient: FloatBuffer
     private let mixGradient: FloatBuffer
     private let hiddenSnapshot: FloatBuffer
-    private var scores: [Float]
-    private var probabilities: [Float]
-    private var commandProbabilities: [Float]
-    private var windowsSinceTraining = 0
+    /// The age feature `log1p(age) / 8` for ages below its count (libm's log1p per candidate was
+    /// 5 % of `observe`); larger ages are computed.
+    private let ageFeature: FloatBuffer
+    @exclusivity(unchecked) private var scores: [Float]
+    @exclusivity(unchecked) private var probabilities: [Float]
+    @exclusivity(unchecked) private var commandProbabilities: [Float]
+    @exclusivity(unchecked) private var windowsSinceTraining = 0
 
     // Candidates and rankings published before the next observation.
-    private var candidates: [Int] = []
-    private var rerankerOrder: [Int] = []
-    private var rankings: [[Int]]  // index 0: re-ranker, 1…5: baselines
-    private var scratch: [Int] = []
-    private var hasPublished = false
-    private var source = 4  // start with markov2 (index in `rankings`)
+    @exclusivity(unchecked) private var candidates: [Int] = []
+    @exclusivity(unchecked) private var rerankerOrder: [Int] = []
+    @exclusivity(unchecked) private var rankings: [[Int]]  // index 0: re-ranker, 1…5: baselines
+    @exclusivity(unchecked) private var scratch: [Int] = []
+    @exclusivity(unchecked) private var hasPublished = false
+    @exclusivity(unchecked) private var source = 4  // start with markov2 (index in `rankings`)
 
     // Scores.
-    private var engineScore: WindowedScore
-    private var componentScores: [WindowedScore]
+    @exclusivity(unchecked) private var engineScore: WindowedScore
+    @exclusivity(unchecked) private var componentScores: [WindowedScore]
     private static let componentNames = ["reranker", "last", "popularity", "markov1", "markov2", "recency"]
-    private var observations = 0
-    private var scored = 0
-    private var seenCount = 0
-    private var candidateCount = 0
-    private var commandHits = 0
-    private var commandScored = 0
-    private var previousCommand: Int?
-    private var previousTime: Int64?
-    private var step = 0
-    private var publishCount = 0
-    private var nanoseconds: UInt64 = 0
+    @exclusivity(unchecked) private var observations = 0
+    @exclusivity(unchecked) private var scored = 0
+    @exclusivity(unchecked) private var seenCount = 0
+    @exclusivity(unchecked) private var candidateCount = 0
+    @exclusivity(unchecked) private var commandHits = 0
+    @exclusivity(unchecked) private var commandScored = 0
+    @exclusivity(unchecked) private var previousCommand: Int?
+    @exclusivity(unchecked) private var previousTime: Int64?
+    @exclusivity(unchecked) private var step = 0
+    @exclusivity(unchecked) private var publishCount = 0
+    @exclusivity(unchecked) private var nanoseconds: UInt64 = 0
 
     // Surprise.
-    private var calibration = RunningCalibration()
-    private var missRate = 0.5
+    @exclusivity(unchecked) private var calibration = RunningCalibration()
+    @exclusivity(unchecked) private var missRate = 0.5
     /// The calibrated surprise of the latest observation: the z-score of its negative
     /// log-likelihood (next key and next command under the engine's model) against the running
     /// distribution of past ones. 0 until enough observations were seen.
-    public private(set) var lastSurprise: Double = 0
+    @exclusivity(unchecked) public private(set) var lastSurprise: Double = 0
     /// The raw negative log-likelihood (nats) of the latest observation.
-    public private(set) var lastSurpriseNegativeLogLikelihood: Double = 0
+    @exclusivity(unchecked) public private(set) var lastSurpriseNegativeLogLikelihood: Double = 0
 
     // Load.
-    private var loadWindow: Int64?
-    private var windowRequests = 0
-    private var windowChurn = 0
-    private var requestForecaster = WindowForecaster()
-    private var churnForecaster = WindowForecaster()
+    @exclusivity(unchecked) private var loadWindow: Int64?
+    @exclusivity(unchecked) private var windowRequests = 0
+    @exclusivity(unchecked) private var windowChurn = 0
+    @exclusivity(unchecked) private var requestForecaster = WindowForecaster()
+    @exclusivity(unchecked) private var churnForecaster = WindowForecaster()
 
     /// Creates an engine.
     public init(configuration: PredictionEngineConfiguration = .init()) {
@@ -132,6 +141,8 @@ public final class PredictionEngine {
         hiddenGradient = FloatBuffer(count: hidden)
         mixGradient = FloatBuffer(count: featureCount)
         hiddenSnapshot = FloatBuffer(count: hidden)
+        ageFeature = FloatBuffer(count: 1024)
+        for age in 0..<ageFeature.count { ageFeature[age] = Float(log1p(Double(age))) / 8 }
         scores = Array(repeating: 0, count: maxCandidates)
         probabilities = Array(repeating: 0, count: maxCandidates)
         commandProbabilities = Array(repeating: 1 / Float(Self.commandVocabulary), count: Self.commandVocabulary)
@@ -403,7 +414,8 @@ public final class PredictionEngine {
             let f = features.pointer + (candidates.count - 1) * F
             f[Feature.bias] = 1
             let age = step - lastSeenStep[key]
-            f[Feature.age] = Float(log1p(Double(max(0, age)))) / 8
+            let clamped = max(0, age)
+            f[Feature.age] = clamped < ageFeature.count ? ageFeature[clamped] : Float(log1p(Double(clamped))) / 8
             f[Feature.lastWasWrite] = lastWasWrite[key] ? 1 : 0
             return candidates.count - 1
         }

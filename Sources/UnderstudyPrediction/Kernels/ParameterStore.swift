@@ -2,6 +2,10 @@
 ///
 /// Components reserve slices with `allocate(_:)`; one optimiser step updates the whole store with
 /// SIMD loops and no allocation. Slices are padded to multiples of 8.
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 public final class ParameterStore {
     /// The optimiser applied by `step()`.
     public enum Optimizer: Sendable, Equatable {
@@ -12,19 +16,23 @@ public final class ParameterStore {
     }
 
     /// Reserved length (floats, a multiple of 8).
-    public private(set) var count = 0
-    private var capacity: Int
+    @exclusivity(unchecked) public private(set) var count = 0
+    private let capacity: Int
     /// Parameter values.
-    public private(set) var values: FloatBuffer
+    public let values: FloatBuffer
     /// Accumulated gradients (zeroed by `step()` and `zeroGradients()`).
-    public private(set) var gradients: FloatBuffer
-    private var moment1: FloatBuffer
-    private var moment2: FloatBuffer
-    private var steps: Int = 0
+    public let gradients: FloatBuffer
+    private let moment1: FloatBuffer
+    private let moment2: FloatBuffer
+    @exclusivity(unchecked) private var steps: Int = 0
+    @exclusivity(unchecked) private var beta1Power: Float = 1
+    @exclusivity(unchecked) private var beta2Power: Float = 1
+    @exclusivity(unchecked) private var powerBeta1: Float = .nan
+    @exclusivity(unchecked) private var powerBeta2: Float = .nan
     /// The optimiser.
-    public var optimizer: Optimizer
+    @exclusivity(unchecked) public var optimizer: Optimizer
     /// Global gradient-norm clip (no clipping when nil or non-positive).
-    public var clipNorm: Float?
+    @exclusivity(unchecked) public var clipNorm: Float?
 
     /// Creates a store with room for `capacity` floats.
     public init(capacity: Int, optimizer: Optimizer = .adam(learningRate: 0.005), clipNorm: Float? = 5) {
@@ -61,68 +69,119 @@ public final class ParameterStore {
     }
 
     /// Clips, applies one optimiser update with the accumulated gradients, then zeroes them.
+    ///
+    /// One pass for the norm (only when clipping) and one fused pass that reads gradient, moments
+    /// and value, writes moments and value and zeroes the gradient (no separate memset); the bias
+    /// corrections use running powers of β1 and β2 (no `pow` per step).
     @_optimize(speed)
     public func step() {
         var scale: Float = 1
         if let clip = clipNorm, clip > 0 {
             let norm = gradientNorm()
-            if norm > clip { scale = clip / norm }
             if !norm.isFinite { zeroGradients(); return }
+            if norm > clip { scale = clip / norm }
         }
         steps += 1
         let p = values.pointer, g = gradients.pointer, m = moment1.pointer, v = moment2.pointer
-        let s = SIMD8<Float>(repeating: scale)
         switch optimizer {
         case .sgd(let lr):
-            let rate = SIMD8<Float>(repeating: -lr)
+            let rate = SIMD8<Float>(repeating: -lr * scale)
             var i = 0
             while i < count {
-                let gv = Kernels.load8(g + i) * s
-                Kernels.store8(Kernels.load8(p + i) + rate * gv, p + i)
+                Kernels.store8(Kernels.load8(p + i) + rate * Kernels.load8(g + i), p + i)
+                Kernels.store8(SIMD8<Float>(), g + i)
                 i += 8
             }
         case .adam(let lr, let beta1, let beta2, let eps):
+            // Running beta^t (no pow per step); recomputed if the betas were changed in between.
+            if beta1 != powerBeta1 || beta2 != powerBeta2 || steps == 1 {
+                powerBeta1 = beta1
+                powerBeta2 = beta2
+                beta1Power = powf(beta1, Float(steps - 1))
+                beta2Power = powf(beta2, Float(steps - 1))
+            }
+            beta1Power *= beta1
+            beta2Power *= beta2
+            let c1 = 1 - beta1Power, c2 = 1 - beta2Power
             #if DEBUG
-            let c1d = 1 - powf(beta1, Float(steps)), c2d = 1 - powf(beta2, Float(steps))
-            let size = -lr * c2d.squareRoot() / c1d, epsd = eps * c2d.squareRoot()
+            let size = -lr * c2.squareRoot() / c1, epsd = eps * c2.squareRoot()
             for i in 0..<count {
                 let gv = g[i] * scale
                 m[i] = beta1 * m[i] + (1 - beta1) * gv
                 v[i] = beta2 * v[i] + (1 - beta2) * gv * gv
                 p[i] += size * m[i] / (v[i].squareRoot() + epsd)
+                g[i] = 0
             }
-            zeroGradients()
-            return
             #else
-            let c1 = 1 - powf(beta1, Float(steps))
-            let c2 = 1 - powf(beta2, Float(steps))
-            let stepSize = SIMD8<Float>(repeating: -lr * c2.squareRoot() / c1)
-            let b1 = SIMD8<Float>(repeating: beta1), b2 = SIMD8<Float>(repeating: beta2)
-            let ob1 = SIMD8<Float>(repeating: 1 - beta1), ob2 = SIMD8<Float>(repeating: 1 - beta2)
-            // m / (sqrt(v) + eps) is computed as m * rsqrt(v + eps²) with a vectorised inverse square
-            // root (bit trick + two Newton steps, relative error < 1e-6): SIMD8.squareRoot() and `/`
-            // are lowered lane by lane here and made Adam 5× slower than the forward+backward pass.
-            let e2 = SIMD8<Float>(repeating: eps * eps * c2)
-            let half = SIMD8<Float>(repeating: 0.5), threeHalves = SIMD8<Float>(repeating: 1.5)
-            let magic = SIMD8<UInt32>(repeating: 0x5F37_59DF)
-            var i = 0
-            while i < count {
-                let gv = Kernels.load8(g + i) * s
-                let mv = b1 * Kernels.load8(m + i) + ob1 * gv
-                let vv = b2 * Kernels.load8(v + i) + ob2 * gv * gv
-                Kernels.store8(mv, m + i)
-                Kernels.store8(vv, v + i)
-                let x = vv + e2
-                var y = unsafeBitCast(magic &- (unsafeBitCast(x, to: SIMD8<UInt32>.self) &>> 1), to: SIMD8<Float>.self)
-                let hx = half * x
-                y = y * (threeHalves - hx * y * y)
-                y = y * (threeHalves - hx * y * y)
-                Kernels.store8(Kernels.load8(p + i) + stepSize * mv * y, p + i)
-                i += 8
-            }
+            Self.adam(
+                p: p, g: g, m: m, v: v, count: count, beta1: beta1, beta2: beta2, scale: scale,
+                stepSize: -lr * c2.squareRoot() / c1, epsilon2: eps * eps * c2)
             #endif
         }
-        zeroGradients()
+    }
+
+    /// The fused Adam pass over `count` floats (a multiple of 8, 16-byte aligned):
+    /// `m += (1-β1)(s g - m)`, `v += (1-β2)((s g)² - v)`, `p += stepSize · m / sqrt(v + epsilon2)`,
+    /// `g = 0`.
+    ///
+    /// `m / (sqrt(v) + eps)` is computed as `m / sqrt(v + eps²)` with IEEE square root and division
+    /// (`sqrtps`, `divps`): exact, so the engine trains identically on every x86-64 CPU (the hardware
+    /// reciprocal-square-root estimate differs between vendors). Four-lane vectors so that the loop maps
+    /// one-to-one onto SSE registers on baseline x86-64.
+    @inline(__always) @_optimize(speed)
+    static func adam(
+        p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, scale: Float,
+        stepSize: Float, epsilon2: Float
+    ) {
+        if scale == 1 {
+            adamLoop(p: p, g: g, m: m, v: v, count: count, beta1: beta1, beta2: beta2, scale: nil,
+                     stepSize: stepSize, epsilon2: epsilon2)
+        } else {
+            adamLoop(p: p, g: g, m: m, v: v, count: count, beta1: beta1, beta2: beta2, scale: scale,
+                     stepSize: stepSize, epsilon2: epsilon2)
+        }
+    }
+
+    @inline(__always) @_optimize(speed)
+    static func adamLoop(
+        p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+        v: UnsafeMutablePointer<Float>, count: Int, beta1: Float, beta2: Float, scale: Float?,
+        stepSize: Float, epsilon2: Float
+    ) {
+        typealias V4 = SIMD4<Float>
+        @inline(__always) func load(_ q: UnsafeMutablePointer<Float>) -> V4 {
+            UnsafeRawPointer(q).assumingMemoryBound(to: V4.self).pointee
+        }
+        @inline(__always) func store(_ x: V4, _ q: UnsafeMutablePointer<Float>) {
+            UnsafeMutableRawPointer(q).assumingMemoryBound(to: V4.self).pointee = x
+        }
+        let r1 = V4(repeating: 1 - beta1), r2 = V4(repeating: 1 - beta2)
+        let s = V4(repeating: scale ?? 1)
+        let size = V4(repeating: stepSize), e2 = V4(repeating: epsilon2)
+        @inline(__always) func sqrt(_ x: V4) -> V4 {
+            #if arch(x86_64)
+            return _mm_sqrt_ps(x)  // SIMD4's squareRoot() compiles to four libm calls here
+            #else
+            return x.squareRoot()
+            #endif
+        }
+        @inline(__always) func one(_ i: Int) {
+            let gv = scale == nil ? load(g + i) : load(g + i) * s
+            var mv = load(m + i), vv = load(v + i)
+            mv += r1 * (gv - mv)
+            vv += r2 * (gv * gv - vv)
+            store(mv, m + i)
+            store(vv, v + i)
+            store(V4(), g + i)
+            store(load(p + i) + size * mv / sqrt(vv + e2), p + i)
+        }
+        var i = 0
+        while i < count {
+            one(i)
+            one(i + 4)
+            i += 8
+        }
     }
 
     /// Fills `n` values at `offset` uniformly in `[-scale, scale]`.
@@ -133,6 +192,9 @@ public final class ParameterStore {
     }
 }
 
+#if arch(x86_64)
+internal import _Builtin_intrinsics.intel
+#endif
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -47,14 +47,26 @@ public final class GRUCell: RecurrentCell {
         u.update(from: input, count: I)
         (u + I).update(from: state, count: H)
         u2.update(from: input, count: I)
-        for j in 0..<H {
-            z[j] = Kernels.sigmoid(b[j] + Kernels.dot(w + j * stride, u, stride))
-            r[j] = Kernels.sigmoid(b[H + j] + Kernels.dot(w + (H + j) * stride, u, stride))
-            u2[I + j] = r[j] * state[j]
+        // Blocks of 4 hidden units: pre-activations from 4 rows at a time, gates in 4 lanes.
+        var j = 0
+        while j < H {
+            let zj = Kernels.sigmoid4(Kernels.load4(b + j) + Kernels.dot4Rows(w + j * stride, stride, u))
+            let rj = Kernels.sigmoid4(
+                Kernels.load4(b + H + j) + Kernels.dot4Rows(w + (H + j) * stride, stride, u))
+            Kernels.store4(zj, z + j)
+            Kernels.store4(rj, r + j)
+            Kernels.store4(rj * Kernels.load4(state + j), u2 + I + j)
+            j += 4
         }
-        for j in 0..<H {
-            n[j] = tanhf(b[2 * H + j] + Kernels.dot(w + (2 * H + j) * stride, u2, stride))
-            newState[j] = (1 - z[j]) * n[j] + z[j] * state[j]
+        j = 0
+        while j < H {
+            let nj = Kernels.tanh4(
+                Kernels.load4(b + 2 * H + j) + Kernels.dot4Rows(w + (2 * H + j) * stride, stride, u2))
+            Kernels.store4(nj, n + j)
+            let zj = Kernels.load4(z + j)
+            // (1 − z) n + z h
+            Kernels.store4(nj + zj * (Kernels.load4(state + j) - nj), newState + j)
+            j += 4
         }
     }
 
@@ -69,26 +81,35 @@ public final class GRUCell: RecurrentCell {
         let w = UnsafePointer(store.value(weightOffset))
         let dw = store.gradient(weightOffset), db = store.gradient(biasOffset)
         let da = self.da.pointer, du = self.du.pointer, du2 = self.du2.pointer
-        for j in 0..<H {
-            let dh = dNewState[j]
-            da[j] = dh * (hPrev[j] - n[j]) * z[j] * (1 - z[j])
-            da[2 * H + j] = dh * (1 - z[j]) * (1 - n[j] * n[j])
+        let one = Kernels.V4(repeating: 1)
+        var j = 0
+        while j < H {
+            let dh = Kernels.load4(dNewState + j), zj = Kernels.load4(z + j), nj = Kernels.load4(n + j)
+            Kernels.store4(dh * (Kernels.load4(hPrev + j) - nj) * zj * (one - zj), da + j)
+            Kernels.store4(dh * (one - zj) * (one - nj * nj), da + 2 * H + j)
+            j += 4
         }
         du2.update(repeating: 0, count: stride)
-        Kernels.matvecTransposedAccumulate(w + 2 * H * stride, rows: H, n8: stride, da + 2 * H, du2)
-        for j in 0..<H {
-            da[H + j] = du2[I + j] * hPrev[j] * r[j] * (1 - r[j])
+        Kernels.linearBackward(
+            w + 2 * H * stride, rows: H, n8: stride, dy: da + 2 * H, x: u2, dx: du2, dw: dw + 2 * H * stride)
+        j = 0
+        while j < H {
+            let rj = Kernels.load4(r + j)
+            Kernels.store4(Kernels.load4(du2 + I + j) * Kernels.load4(hPrev + j) * rj * (one - rj), da + H + j)
+            j += 4
         }
         du.update(repeating: 0, count: stride)
-        Kernels.matvecTransposedAccumulate(w, rows: 2 * H, n8: stride, da, du)
-        for j in 0..<H {
-            dState[j] = dNewState[j] * z[j] + du2[I + j] * r[j] + du[I + j]
+        Kernels.linearBackward(w, rows: 2 * H, n8: stride, dy: da, x: u, dx: du, dw: dw)
+        j = 0
+        while j < H {
+            let dh = Kernels.load4(dNewState + j) * Kernels.load4(z + j)
+            let viaR = Kernels.load4(du2 + I + j) * Kernels.load4(r + j)
+            Kernels.store4(dh + viaR + Kernels.load4(du + I + j), dState + j)
+            j += 4
         }
         if let dInput {
             for k in 0..<I { dInput[k] = du[k] + du2[k] }
         }
-        Kernels.outerAccumulate(da, rows: 2 * H, u, n8: stride, dw)
-        Kernels.outerAccumulate(da + 2 * H, rows: H, u2, n8: stride, dw + 2 * H * stride)
         Kernels.axpy(1, da, db, roundUp8(3 * H))
     }
 }

@@ -46,15 +46,26 @@ public final class LSTMCell: RecurrentCell {
         u.update(from: input, count: I)
         (u + I).update(from: state, count: H)
         cPrev.update(from: state + H, count: H)
-        for j in 0..<H {
-            gi[j] = Kernels.sigmoid(b[j] + Kernels.dot(w + j * stride, u, stride))
-            gf[j] = Kernels.sigmoid(b[H + j] + Kernels.dot(w + (H + j) * stride, u, stride))
-            gg[j] = tanhf(b[2 * H + j] + Kernels.dot(w + (2 * H + j) * stride, u, stride))
-            go[j] = Kernels.sigmoid(b[3 * H + j] + Kernels.dot(w + (3 * H + j) * stride, u, stride))
-            let c = gf[j] * cPrev[j] + gi[j] * gg[j]
-            tc[j] = tanhf(c)
-            newState[H + j] = c
-            newState[j] = go[j] * tc[j]
+        // Blocks of 4 hidden units: pre-activations from 4 rows at a time, gates in 4 lanes.
+        var j = 0
+        while j < H {
+            let i4 = Kernels.sigmoid4(Kernels.load4(b + j) + Kernels.dot4Rows(w + j * stride, stride, u))
+            let f4 = Kernels.sigmoid4(
+                Kernels.load4(b + H + j) + Kernels.dot4Rows(w + (H + j) * stride, stride, u))
+            let g4 = Kernels.tanh4(
+                Kernels.load4(b + 2 * H + j) + Kernels.dot4Rows(w + (2 * H + j) * stride, stride, u))
+            let o4 = Kernels.sigmoid4(
+                Kernels.load4(b + 3 * H + j) + Kernels.dot4Rows(w + (3 * H + j) * stride, stride, u))
+            let c = f4 * Kernels.load4(cPrev + j) + i4 * g4
+            let t = Kernels.tanh4(c)
+            Kernels.store4(i4, gi + j)
+            Kernels.store4(f4, gf + j)
+            Kernels.store4(g4, gg + j)
+            Kernels.store4(o4, go + j)
+            Kernels.store4(t, tc + j)
+            Kernels.store4(c, newState + H + j)
+            Kernels.store4(o4 * t, newState + j)
+            j += 4
         }
     }
 
@@ -68,22 +79,26 @@ public final class LSTMCell: RecurrentCell {
         let w = UnsafePointer(store.value(weightOffset))
         let dw = store.gradient(weightOffset), db = store.gradient(biasOffset)
         let da = self.da.pointer, du = self.du.pointer
-        for j in 0..<H {
-            let dh = dNewState[j]
-            let dc = dNewState[H + j] + dh * go[j] * (1 - tc[j] * tc[j])
-            da[j] = dc * gg[j] * gi[j] * (1 - gi[j])
-            da[H + j] = dc * cPrev[j] * gf[j] * (1 - gf[j])
-            da[2 * H + j] = dc * gi[j] * (1 - gg[j] * gg[j])
-            da[3 * H + j] = dh * tc[j] * go[j] * (1 - go[j])
-            dState[H + j] = dc * gf[j]
+        let one = Kernels.V4(repeating: 1)
+        var j = 0
+        while j < H {
+            let dh = Kernels.load4(dNewState + j)
+            let i4 = Kernels.load4(gi + j), f4 = Kernels.load4(gf + j), g4 = Kernels.load4(gg + j)
+            let o4 = Kernels.load4(go + j), t = Kernels.load4(tc + j)
+            let dc = Kernels.load4(dNewState + H + j) + dh * o4 * (one - t * t)
+            Kernels.store4(dc * g4 * i4 * (one - i4), da + j)
+            Kernels.store4(dc * Kernels.load4(cPrev + j) * f4 * (one - f4), da + H + j)
+            Kernels.store4(dc * i4 * (one - g4 * g4), da + 2 * H + j)
+            Kernels.store4(dh * t * o4 * (one - o4), da + 3 * H + j)
+            Kernels.store4(dc * f4, dState + H + j)
+            j += 4
         }
         du.update(repeating: 0, count: stride)
-        Kernels.matvecTransposedAccumulate(w, rows: 4 * H, n8: stride, da, du)
+        Kernels.linearBackward(w, rows: 4 * H, n8: stride, dy: da, x: u, dx: du, dw: dw)
         for j in 0..<H { dState[j] = du[I + j] }
         if let dInput {
             for k in 0..<I { dInput[k] = du[k] }
         }
-        Kernels.outerAccumulate(da, rows: 4 * H, u, n8: stride, dw)
         Kernels.axpy(1, da, db, 4 * H)
     }
 }

@@ -4,6 +4,10 @@
 /// gradients to the output `h` of any stored step with `addHiddenGradient`; `backward()` runs
 /// back-propagation through time over the stored steps (accumulating into the store's gradients)
 /// and starts a new window whose initial state is the current one (detached).
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 public final class TruncatedBPTT {
     /// The cell.
     public let cell: any RecurrentCell
@@ -15,7 +19,7 @@ public final class TruncatedBPTT {
     private let carry: FloatBuffer
     private let carryNext: FloatBuffer
     /// Steps stored in the current window.
-    public private(set) var stored = 0
+    @exclusivity(unchecked) public private(set) var stored = 0
 
     /// Creates a runner with zero initial state.
     public init(cell: any RecurrentCell, window: Int) {

@@ -21,10 +21,14 @@ extension KeyPredictor {
 }
 
 /// Predicts that the next key repeats the last one.
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 public final class LastValuePredictor: KeyPredictor {
     public let name = "last"
     /// The last key observed, if any.
-    public private(set) var last: Int?
+    @exclusivity(unchecked) public private(set) var last: Int?
 
     /// Creates an empty predictor.
     public init() {}
@@ -38,10 +42,14 @@ public final class LastValuePredictor: KeyPredictor {
 }
 
 /// Ranks keys by most recent use (distinct keys, most recent first).
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 public final class RecencyPredictor: KeyPredictor {
     public let name = "recency"
     /// Most recent distinct keys, most recent first (at most `capacity`).
-    public private(set) var recent: [Int] = []
+    @exclusivity(unchecked) public private(set) var recent: [Int] = []
     /// How many distinct keys are remembered.
     public let capacity: Int
 
@@ -72,16 +80,20 @@ public final class RecencyPredictor: KeyPredictor {
 }
 
 /// Ranks keys by exponentially decayed frequency (half-life in observations).
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 public final class PopularityPredictor: KeyPredictor {
     public let name = "popularity"
-    private var scores: [Double] = []
-    private var increment = 1.0
+    @exclusivity(unchecked) private var scores: [Double] = []
+    @exclusivity(unchecked) private var increment = 1.0
     private let growth: Double
     /// The best keys, best first (at most `capacity`).
-    public private(set) var top: [Int] = []
+    @exclusivity(unchecked) public private(set) var top: [Int] = []
     private let capacity: Int
     /// The sum of all decayed scores (in the same scale as `score(of:)`).
-    public private(set) var total = 0.0
+    @exclusivity(unchecked) public private(set) var total = 0.0
 
     /// Creates an empty predictor.
     /// - Parameters:

@@ -1,13 +1,17 @@
 /// Per-context successor counts: for each context slot, up to `width` successors kept sorted by
 /// count (best first). When a slot's total passes `halvingTotal` its counts are halved, so the
 /// table adapts to phase changes. New successors replace the weakest when the slot is full.
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 final class SuccessorTable {
     let width: Int
     let halvingTotal: Int32
-    private(set) var keys: [Int32] = []
-    private(set) var counts: [Int32] = []
-    private(set) var totals: [Int32] = []
-    private(set) var slots = 0
+    @exclusivity(unchecked) private(set) var keys: [Int32] = []
+    @exclusivity(unchecked) private(set) var counts: [Int32] = []
+    @exclusivity(unchecked) private(set) var totals: [Int32] = []
+    @exclusivity(unchecked) private(set) var slots = 0
 
     init(width: Int = 8, halvingTotal: Int32 = 256) {
         self.width = width
@@ -72,11 +76,15 @@ final class SuccessorTable {
 
 /// Order-1 Markov predictor: ranks the successors seen after the current key; backs off to the
 /// most recent keys to fill the ranking.
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 public final class Markov1Predictor: KeyPredictor {
     public let name = "markov1"
     let table = SuccessorTable()
-    private var slotOfKey: [Int32] = []
-    private var current: Int?
+    @exclusivity(unchecked) private var slotOfKey: [Int32] = []
+    @exclusivity(unchecked) private var current: Int?
     private let recency = RecencyPredictor(capacity: 8)
 
     /// Creates an empty predictor.
@@ -114,13 +122,17 @@ public final class Markov1Predictor: KeyPredictor {
 
 /// Order-2 Markov predictor with back-off: successors of the last two keys, then of the last key
 /// (order 1), then the five most recent keys.
+/// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
+/// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
+/// only reached from one thread, and no method calls back into the instance while it holds an
+/// `inout` access to one of them; static exclusivity diagnostics still apply.
 public final class Markov2Predictor: KeyPredictor {
     public let name = "markov2"
     let table = SuccessorTable()
     let order1 = Markov1Predictor()
-    private var slotOfPair: [UInt64: Int32] = [:]
-    private var previous: Int?
-    private var current: Int?
+    @exclusivity(unchecked) private var slotOfPair: [UInt64: Int32] = [:]
+    @exclusivity(unchecked) private var previous: Int?
+    @exclusivity(unchecked) private var current: Int?
     let recency = RecencyPredictor(capacity: 5)
 
     /// Creates an empty predictor.
