@@ -43,7 +43,9 @@ final class WorkerInstance: @unchecked Sendable {
     let environment: [String: String]
     let loop: any EventLoop
     let logger: Logger
-    weak var owner: (any WorkerInstanceOwner)?
+    /// The pipeline (strong: it lives as long as the supervisor, and a weak reference would give it a side table,
+    /// which puts every retain and release of it on the slow path — measurable on the request path).
+    var owner: (any WorkerInstanceOwner)?
     var role: InstanceRole
     var phase: Phase = .starting
     private(set) var hello: Hello?
@@ -164,12 +166,14 @@ final class WorkerInstance: @unchecked Sendable {
         process.environment = env
         process.standardInput = FileHandle.nullDevice
         let loop = self.loop
-        process.terminationHandler = { [weak self] p in
+        // Strong on purpose (no weak reference, for the same reason as `owner`): the cycle instance → process →
+        // handler → instance lasts until the worker exits, which is exactly as long as the exit must be observed;
+        // processExited breaks it.
+        process.terminationHandler = { p in
             let status = p.terminationStatus
             let signaled = p.terminationReason == .uncaughtSignal
-            let instance = self
             loop.execute {
-                instance?.processExited(status: status, signaled: signaled)
+                self.processExited(status: status, signaled: signaled)
             }
         }
         try process.run()
@@ -314,6 +318,7 @@ final class WorkerInstance: @unchecked Sendable {
     }
 
     private func processExited(status: Int32, signaled: Bool) {
+        process?.terminationHandler = nil
         let how = signaled ? "was killed by signal \(status)" : "exited with status \(status)"
         fail(SupervisorError(.workerExited, "worker \(binary) \(how)\(hello == nil ? " before completing the handshake" : "")"))
     }

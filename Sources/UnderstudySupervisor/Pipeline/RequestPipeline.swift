@@ -164,8 +164,9 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         // Only `always` holds replies for durability; other policies read the journal's position when asked,
         // rather than waking the loop after every write of the journal's writer thread.
         if configuration.fsync == .always {
-            journal.onDurable { [weak self] seq in
-                loop.execute { self?.durabilityAdvanced(seq) }
+            // Strong: the pipeline lives as long as the journal (a weak reference would slow every retain of it).
+            journal.onDurable { seq in
+                loop.execute { self.durabilityAdvanced(seq) }
             }
         }
         return spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in

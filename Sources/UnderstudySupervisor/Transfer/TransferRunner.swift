@@ -106,8 +106,8 @@ final class TransferRunner: @unchecked Sendable {
         pipeline.instanceDeathObservers.append { [weak self] instance, reason in
             self?.instanceDied(instance, reason: reason)
         }
-        pipeline.latencyObserver = { [weak self] latency, isError in
-            guard let self else { return }
+        // Called for every request: a strong capture (the runner lives as long as the pipeline), no weak load.
+        pipeline.latencyObserver = { latency, isError in
             self.recent[self.recentIndex] = (latency.nanoseconds / 1000, isError)
             self.recentIndex = (self.recentIndex + 1) % self.recent.count
             self.recentCount = min(self.recentCount + 1, self.recent.count)
