@@ -104,6 +104,33 @@ let benchmarks: @Sendable () -> Void = {
         try reopened.close()
     }
 
+    // One online update of the recurrent cell: forward step, a gradient on h, backward (window 1), Adam step.
+    for hidden in [32, 64, 128] {
+        Benchmark("Prediction: GRU update hidden \(hidden)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            var rng = SplitMix64(seed: 1)
+            let input = 24
+            let store = ParameterStore(capacity: recurrentParameterCount(.gru, inputSize: input, hiddenSize: hidden) + 64)
+            let cell = makeRecurrentCell(.gru, inputSize: input, hiddenSize: hidden, store: store, rng: &rng)
+            let runner = TruncatedBPTT(cell: cell, window: 1)
+            let x = FloatBuffer(count: cell.inputSize)
+            let g = FloatBuffer(count: cell.hiddenSize)
+            for j in 0..<cell.hiddenSize { g[j] = Float(rng.nextUnit() - 0.5) * 0.1 }
+            func one(_ i: Int) {
+                x.zero()
+                x[i % 8] = 1
+                x[8 + (i % 5)] = 0.5
+                x[18] = 1
+                runner.step(input: x.pointer)
+                runner.addHiddenGradient(g.pointer)
+                runner.backward()
+                store.step()
+            }
+            for i in 0..<1000 { one(i) }
+            benchmark.startMeasurement()
+            for i in benchmark.scaledIterations { one(i) }
+        }
+    }
+
     // The prediction engine: observations per second on one core (hidden 32, GRU, Adam).
     Benchmark("Prediction: engine observe", configuration: .init(scalingFactor: .kilo)) { benchmark in
         let engine = PredictionEngine(configuration: .init())
