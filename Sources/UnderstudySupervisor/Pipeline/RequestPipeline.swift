@@ -285,10 +285,10 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 appliedWaiters.remove(at: index)
                 promise.fail(SupervisorError(.timeout, "instance \(instance.id) did not reach sequence \(sequence) in time (at \(instance.appliedSequence))"))
             } else {
-                loop.scheduleTask(in: .milliseconds(5)) { check() }
+                loop.assumeIsolated().scheduleTask(in: .milliseconds(5)) { check() }
             }
         }
-        loop.scheduleTask(in: .milliseconds(5)) { check() }
+        loop.assumeIsolated().scheduleTask(in: .milliseconds(5)) { check() }
         return promise.futureResult
     }
 

@@ -78,7 +78,8 @@ final class ShadowManager: @unchecked Sendable {
             let url = URL(fileURLWithPath: dataDirectory).appendingPathComponent("discrepancies.jsonl")
             self.logURL = url
             if !FileManager.default.fileExists(atPath: url.path) {
-                FileManager.default.createFile(atPath: url.path, contents: nil)
+                // If this fails, opening the handle below fails too and the log stays in memory only.
+                _ = FileManager.default.createFile(atPath: url.path, contents: nil)
             }
             self.logHandle = try? FileHandle(forWritingTo: url)
             _ = try? self.logHandle?.seekToEnd()

@@ -317,7 +317,7 @@ final class DeployRunner: @unchecked Sendable {
                     promise.fail(reject("the candidate is too slow: its lag grew from \(samples[samples.count - 1 - gate.lagGrowthSeconds]) to \(samples.last!) records over \(gate.lagGrowthSeconds) s"))
                     return
                 }
-                loop.scheduleTask(in: .seconds(1)) { check() }
+                loop.assumeIsolated().scheduleTask(in: .seconds(1)) { check() }
             }
         }
         check()
@@ -351,7 +351,7 @@ final class DeployRunner: @unchecked Sendable {
                 if NIODeadline.now() > deadline {
                     promise.fail(reject("the state checkpoint at sequence \(seq) was not answered in time"))
                 } else {
-                    loop.scheduleTask(in: .milliseconds(20)) { check() }
+                    loop.assumeIsolated().scheduleTask(in: .milliseconds(20)) { check() }
                 }
                 return
             }
@@ -413,7 +413,7 @@ final class DeployRunner: @unchecked Sendable {
             let wantRequests = baseRequests == Int.max ? Int.max : baseRequests * (1 + extensions)
             let window = baseWindow * Double(1 + extensions)
             if compared < wantRequests && elapsed < window {
-                loop.scheduleTask(in: .milliseconds(50)) { check() }
+                loop.assumeIsolated().scheduleTask(in: .milliseconds(50)) { check() }
                 return
             }
             update(id) { $0.comparedRequests = compared }
@@ -435,7 +435,7 @@ final class DeployRunner: @unchecked Sendable {
                 self.comparisonExtensions[id] = extensions + 1
                 update(id) { $0.surpriseExtensions = extensions + 1 }
                 logger.notice("deploy comparison extended", metadata: ["understudy.deploy": "\(id)", "understudy.why": "\(why)"])
-                loop.scheduleTask(in: .milliseconds(50)) { check() }
+                loop.assumeIsolated().scheduleTask(in: .milliseconds(50)) { check() }
             case .pass:
                 let extra = extensions > 0 ? " (extended \(extensions)× for unusual traffic)" : ""
                 end(id, "passed", "\(compared) replies compared in \(String(format: "%.1f", elapsed)) s; no command class above the noise\(extra)")
