@@ -392,12 +392,20 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     // MARK: feeding workers
 
+    /// The most inputs one ``pump(_:)`` call sends (about a millisecond of loop time).
+    static let pumpSlice = 1024
+
     /// Sends an instance everything it has not yet been sent, within its in-flight window.
     func pump(_ instance: WorkerInstance) {
         guard !instance.isDead else { return }
         let head = lastSequence
         let window = UInt64(configuration.inflightWindow)
+        // A standby catching up may be thousands of inputs behind: feed it in slices, so one call never holds
+        // the loop (and every client on it) for long; its results call pump again.
+        var slice = Self.pumpSlice
         while instance.sentSequence < head && instance.sentSequence - instance.appliedSequence < window {
+            guard slice > 0 else { return }
+            slice -= 1
             let next = instance.sentSequence + 1
             if next >= logBase {
                 instance.send(.apply(log[log.index(log.startIndex, offsetBy: Int(next - logBase))].request))
@@ -406,7 +414,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 // Older than the in-memory window: read from disk off the event loop (a catching-up
                 // standby must never stall the clients), then carry on from where the read ended.
                 guard !instance.diskReadInFlight else { return }
-                let want = Int(min(window - (instance.sentSequence - instance.appliedSequence), logBase - next, 4096))
+                let want = Int(min(window - (instance.sentSequence - instance.appliedSequence), logBase - next, UInt64(Self.pumpSlice)))
                 instance.diskReadInFlight = true
                 let journal = self.journal
                 threadPool.runIfActive(eventLoop: loop) { try journal.read(from: next, maxCount: want) }
