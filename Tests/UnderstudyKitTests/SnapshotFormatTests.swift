@@ -66,12 +66,7 @@ struct SnapshotFormatTests {
 
     @Test("a format-1 snapshot written by hand decodes to the expected state")
     func handWrittenFormat1() throws {
-        var w = ByteWriter()
-        w.writeRaw(Array("USNP".utf8))
-        w.write(UInt16(1))
-        w.write(UInt32(4))
-        w.write(UInt64(77))
-        w.writeVarint(2)
+        var w = snapshotHeader(schemaVersion: 4, sequence: 77, maps: 2)
         w.writeString("labels")
         w.writeVarint(2)
         w.writeBytes(Array("a".utf8))
@@ -115,12 +110,7 @@ struct SnapshotFormatTests {
 
     @Test("a value with trailing bytes inside its frame fails the load")
     func trailingBytesInValue() throws {
-        var w = ByteWriter()
-        w.writeRaw(Array("USNP".utf8))
-        w.write(UInt16(1))
-        w.write(UInt32(1))
-        w.write(UInt64(0))
-        w.writeVarint(1)
+        var w = snapshotHeader(schemaVersion: 1, sequence: 0, maps: 1)
         w.writeString("labels")
         w.writeVarint(1)
         w.writeBytes([1])
@@ -129,4 +119,15 @@ struct SnapshotFormatTests {
         var target = LedgerState()
         #expect(throws: DecodingError("1 trailing bytes after String")) { try target.load(from: snapshot) }
     }
+}
+
+/// The header of a format-1 snapshot written by hand: magic, format version, schema, sequence, map count.
+func snapshotHeader(schemaVersion: UInt32, sequence: UInt64, maps: Int) -> ByteWriter {
+    var w = ByteWriter()
+    w.writeRaw(Array("USNP".utf8))
+    w.write(UInt16(1))
+    w.write(schemaVersion)
+    w.write(sequence)
+    w.writeVarint(UInt64(maps))
+    return w
 }

@@ -201,12 +201,7 @@ struct StateSnapshotTests {
         // A value that does not decode as the map's type fails the load, not the process.
         var state = LedgerState()
         state.labels.set([1], "x")
-        var w = ByteWriter()
-        w.writeRaw(Array("USNP".utf8))
-        w.write(UInt16(1))
-        w.write(UInt32(1))
-        w.write(UInt64(0))
-        w.writeVarint(1)
+        var w = snapshotHeader(schemaVersion: 1, sequence: 0, maps: 1)
         w.writeString("counters")
         w.writeVarint(1)
         w.writeBytes([1])
