@@ -34,6 +34,21 @@ struct SwapTimingPolicyTests {
         #expect(now.decide(waitedMillis: 0, currentRate: 20_000, forecastRate: 10) == .swapNow("immediate"))
     }
 
+    @Test("a target that lags by more than half the pause budget is waited for, whatever the load")
+    func laggingTarget() {
+        // 60 ms of catch-up against a 50 ms budget: pausing now would only abort.
+        #expect(policy.decide(waitedMillis: 0, currentRate: 20_000, forecastRate: 20_000,
+                              targetCatchUpMillis: 60, pauseBudgetMillis: 50) == .wait)
+        #expect(policy.decide(waitedMillis: 0, currentRate: 10, forecastRate: nil,
+                              targetCatchUpMillis: .infinity, pauseBudgetMillis: 50) == .wait)
+        // Caught up to within a quarter of the budget: the load rules decide again.
+        #expect(policy.decide(waitedMillis: 120, currentRate: 20_000, forecastRate: 20_000,
+                              targetCatchUpMillis: 12, pauseBudgetMillis: 50) == .swapNow("load fell to the forecast"))
+        // Never past the deadline.
+        #expect(policy.decide(waitedMillis: 500, currentRate: 20_000, forecastRate: 20_000,
+                              targetCatchUpMillis: 60, pauseBudgetMillis: 50) == .swapNow("deadline"))
+    }
+
     @Test("every decision within the deadline either waits or swaps; past it, always swaps")
     func bounded() {
         for waited in stride(from: Int64(0), through: 1_000, by: 50) {

@@ -3,7 +3,8 @@
 /// The pause costs every client the same few milliseconds, so the best moment is the quietest one. The
 /// prediction engine's load forecast says whether load is about to fall; the pipeline's measured arrival rate
 /// says when it has. The policy waits only while the forecast expects the rate to fall by at least
-/// ``expectedDrop`` — a swap under steady or rising load goes at once — and never past the deadline.
+/// ``expectedDrop`` — a swap under steady or rising load goes at once — or while the target lags by more than
+/// it can apply in half the pause budget, and never past the deadline.
 /// Pure: the runner feeds it measurements and acts on its decisions.
 public struct SwapTimingPolicy: Sendable, Equatable {
     /// The longest a swap waits for a quieter moment (0: swap at once).
@@ -30,8 +31,17 @@ public struct SwapTimingPolicy: Sendable, Equatable {
 
     /// Decides, from the time waited so far, the arrival rate just measured and the forecast for the next
     /// window (requests/s; nil when the prediction engine is off or has no forecast yet).
-    public func decide(waitedMillis: Int64, currentRate: Double, forecastRate: Double?) -> Decision {
+    ///
+    /// The pause lasts at least as long as the target needs to apply what it lags by, so while that is expected
+    /// to take more than half the pause budget (`targetCatchUpMillis`: the target's lag divided by its measured
+    /// apply rate) the swap waits for the target first, whatever the load — a swap that would only abort on
+    /// its budget helps nobody.
+    public func decide(
+        waitedMillis: Int64, currentRate: Double, forecastRate: Double?,
+        targetCatchUpMillis: Double = 0, pauseBudgetMillis: Double = .infinity
+    ) -> Decision {
         if waitedMillis >= deadlineMillis { return deadlineMillis == 0 ? .swapNow("immediate") : .swapNow("deadline") }
+        if !(targetCatchUpMillis <= pauseBudgetMillis / 2) { return .wait }
         if currentRate <= quietRate { return .swapNow("quiet") }
         guard let forecastRate, forecastRate.isFinite else { return .swapNow("no forecast") }
         if forecastRate >= expectedDrop * currentRate {
@@ -53,4 +63,6 @@ public struct SwapTimingRecord: Codable, Sendable, Equatable {
     public var rateAtSwap: Double
     /// The forecast rate (requests/s) when intake paused, if there was one.
     public var forecastRate: Double?
+    /// The target's expected catch-up time (its lag over its measured apply rate) when intake paused, in ms.
+    public var targetCatchUpMillis: Double?
 }

@@ -131,14 +131,23 @@ final class TransferRunner: @unchecked Sendable {
         var policy: SwapTimingPolicy
         var promise: EventLoopPromise<SwapRecord>
         var asked: NIODeadline
-        /// (time, last sequence) samples covering the last ~100 ms.
-        var samples: [(NIODeadline, UInt64)]
+        /// (time, last sequence, target's applied sequence) samples covering the last ~100 ms.
+        var samples: [(NIODeadline, UInt64, UInt64)]
         var rateAtRequest: Double?
 
-        /// The arrival rate (requests/s) over the samples.
-        var rate: Double {
+        private func perSecond(_ value: ((NIODeadline, UInt64, UInt64)) -> UInt64) -> Double {
             guard let first = samples.first, let last = samples.last, last.0 > first.0 else { return 0 }
-            return Double(last.1 - first.1) / (Double((last.0 - first.0).nanoseconds) / 1e9)
+            return Double(value(last) &- value(first)) / (Double((last.0 - first.0).nanoseconds) / 1e9)
+        }
+        /// The arrival rate (requests/s) over the samples.
+        var rate: Double { perSecond { sample in sample.1 } }
+        /// The rate at which the target applies inputs.
+        var targetRate: Double { perSecond { sample in sample.2 } }
+        /// How long the target needs to apply what it lags by, at its measured rate (ms; infinite if stalled).
+        var targetCatchUpMillis: Double {
+            guard let last = samples.last, last.1 > last.2 else { return 0 }
+            let rate = targetRate
+            return rate > 0 ? Double(last.1 - last.2) / rate * 1000 : .infinity
         }
     }
     private var quietWait: QuietWait?
@@ -155,7 +164,7 @@ final class TransferRunner: @unchecked Sendable {
         let now = NIODeadline.now()
         quietWait = QuietWait(
             target: target, reason: reason, policy: policy, promise: promise, asked: now,
-            samples: [(now, pipeline.lastSequence)])
+            samples: [(now, pipeline.lastSequence, target.appliedSequence)])
         if policy.deadlineMillis == 0 {
             decideQuiet()
         } else {
@@ -168,13 +177,17 @@ final class TransferRunner: @unchecked Sendable {
     private func decideQuiet() {
         guard var wait = quietWait else { return }
         let now = NIODeadline.now()
-        wait.samples.append((now, pipeline.lastSequence))
+        wait.samples.append((now, pipeline.lastSequence, wait.target.appliedSequence))
         while wait.samples.count > 2, now - wait.samples[1].0 >= .milliseconds(100) { wait.samples.removeFirst() }
         let waited = (now - wait.asked).nanoseconds / 1_000_000
         let current = wait.rate
         if wait.rateAtRequest == nil { wait.rateAtRequest = current }
         let forecast = forecastRateProvider?()
-        switch wait.policy.decide(waitedMillis: waited, currentRate: current, forecastRate: forecast) {
+        let catchUp = wait.targetCatchUpMillis
+        switch wait.policy.decide(
+            waitedMillis: waited, currentRate: current, forecastRate: forecast,
+            targetCatchUpMillis: catchUp, pauseBudgetMillis: Double(configuration.pauseBudgetMillis))
+        {
         case .wait:
             quietWait = wait
             loop.scheduleTask(in: .milliseconds(20)) { self.decideQuiet() }
@@ -182,7 +195,8 @@ final class TransferRunner: @unchecked Sendable {
             quietWait = nil
             let timing = SwapTimingRecord(
                 decision: why, waitedMillis: waited, rateAtRequest: (wait.rateAtRequest ?? current).rounded(),
-                rateAtSwap: current.rounded(), forecastRate: forecast?.rounded())
+                rateAtSwap: current.rounded(), forecastRate: forecast?.rounded(),
+                targetCatchUpMillis: catchUp.isFinite ? (catchUp * 100).rounded() / 100 : nil)
             swap(to: wait.target, reason: wait.reason).map { record -> SwapRecord in
                 var record = record
                 record.timing = timing
