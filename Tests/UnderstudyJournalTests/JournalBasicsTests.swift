@@ -162,6 +162,53 @@ struct JournalBasicsTests {
     }
 }
 
+@Suite("Journal deferred wake-ups and fsync reports")
+struct JournalDeferredTests {
+    @Test("deferred appends become durable after one wakeWriter, and every fsync reports its group", arguments: [FsyncPolicy.always, .everysec])
+    func deferredAppends(policy: FsyncPolicy) async throws {
+        try await withTemporaryDirectory { directory in
+            let journal = try openJournal(directory, fsync: policy)
+            let syncs = Recorder<JournalSync>()
+            journal.onSync { syncs.append($0) }
+            // Five bursts, each woken once (as the supervisor does once per event-loop turn).
+            var next: UInt64 = 1
+            for burst in 1...5 {
+                for _ in 0..<(burst * 40) {
+                    try journal.appendDeferred(testRecord(next))
+                    next += 1
+                }
+                journal.wakeWriter()
+                try await journal.waitDurable(next - 1)
+                #expect(journal.durableSequence >= next - 1)
+            }
+            #expect(try journal.read(from: 1, maxCount: 1000) == (1..<next).map { testRecord($0) })
+            try journal.close()  // close fsyncs what is left
+            let reports = syncs.values
+            #expect(!reports.isEmpty)
+            // The fsync reports account for every record exactly once, with their bytes.
+            #expect(reports.reduce(0) { $0 + $1.records } == next - 1)
+            #expect(reports.reduce(0) { $0 + $1.bytes } == Int(next - 1) * (recordOverhead + 100))
+            if policy == .always {
+                // Group commit: fewer fsyncs than records.
+                #expect(reports.count < Int(next - 1))
+            }
+        }
+    }
+
+    @Test("records appended without a wake-up are still written by close, and a reopen finds them")
+    func deferredThenClose() async throws {
+        try await withTemporaryDirectory { directory in
+            let journal = try openJournal(directory, fsync: .no)
+            for sequence in UInt64(1)...25 { try journal.appendDeferred(testRecord(sequence)) }
+            try journal.close()
+            let reopened = try openJournal(directory)
+            #expect(reopened.lastSequence == 25)
+            #expect(try reopened.read(from: 1, maxCount: 100) == (1...25).map { testRecord($0) })
+            try reopened.close()
+        }
+    }
+}
+
 @Suite("Journal followers")
 struct JournalFollowerTests {
     @Test("cancelling a follower ends its stream without closing the journal")
