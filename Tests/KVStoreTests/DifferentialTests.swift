@@ -111,34 +111,33 @@ struct DifferentialTests {
         return mismatches
     }
 
-    @Test("v1 and v2 agree with redis-server on 44 000 commands over all groups")
-    func commonCommands() throws {
+    /// Runs `body` against a fresh redis-server and expects no mismatches (skips when redis-server is absent).
+    private func againstRedis(_ body: (RESPClient) throws -> [Mismatch]) throws {
         guard let exe = RedisServer.executable else {
             print("SKIPPED: redis-server is not installed; install redis-server to run the differential test")
             return
         }
         let server = try RedisServer(executable: exe)
         defer { server.stop() }
-        let client = try server.connect()
-        var all: [Mismatch] = []
-        let perSeed = Int(ProcessInfo.processInfo.environment["KV_DIFF_COUNT"] ?? "") ?? 11_000
-        for seed in 1...4 as ClosedRange<UInt64> {
-            all += try Self.run(seed: seed, count: perSeed, includeV2: false, client: client)
-        }
+        let all = try body(try server.connect())
         #expect(all.isEmpty, "\(all.count) differences:\n\(all.prefix(30).map(\.description).joined(separator: "\n"))")
+    }
+
+    @Test("v1 and v2 agree with redis-server on 44 000 commands over all groups")
+    func commonCommands() throws {
+        try againstRedis { client in
+            var all: [Mismatch] = []
+            let perSeed = Int(ProcessInfo.processInfo.environment["KV_DIFF_COUNT"] ?? "") ?? 11_000
+            for seed in 1...4 as ClosedRange<UInt64> {
+                all += try Self.run(seed: seed, count: perSeed, includeV2: false, client: client)
+            }
+            return all
+        }
     }
 
     @Test("v2 agrees with redis-server including COPY and LMPOP (8 000 commands)")
     func version2Commands() throws {
-        guard let exe = RedisServer.executable else {
-            print("SKIPPED: redis-server is not installed; install redis-server to run the differential test")
-            return
-        }
-        let server = try RedisServer(executable: exe)
-        defer { server.stop() }
-        let client = try server.connect()
-        let all = try Self.run(seed: 99, count: 8_000, includeV2: true, client: client)
-        #expect(all.isEmpty, "\(all.count) differences:\n\(all.prefix(30).map(\.description).joined(separator: "\n"))")
+        try againstRedis { client in try Self.run(seed: 99, count: 8_000, includeV2: true, client: client) }
     }
 }
 

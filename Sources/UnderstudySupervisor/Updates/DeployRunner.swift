@@ -387,6 +387,7 @@ final class DeployRunner: @unchecked Sendable {
         let baseRequests = request.compareRequests ?? (request.compareSeconds == nil ? 1000 : Int.max)
         let baseWindow = request.compareSeconds ?? gate.compareTimeoutSeconds
         comparisonExtensions[id] = 0
+        promise.futureResult.whenComplete { _ in self.comparisonExtensions[id] = nil }
         let started = NIODeadline.now()
         let candidateStart = shadowing.stats[c.id] ?? [:]
         let noiseInstance = pipeline.standbys.first { $0.role == .shadow && $0.version == pipeline.primary?.version }
