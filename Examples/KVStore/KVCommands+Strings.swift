@@ -57,6 +57,9 @@ extension KVStorage {
     }
 
     mutating func cmdSet(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
+        if env.broken == .poison, let action = BrokenMode.poisonAction(forSetKey: a[1]) {
+            BrokenMode.poison(action)
+        }
         var nx = false, xx = false, get = false, keep = false
         var ex = false, px = false, exat = false, pxat = false
         var expire: [UInt8]? = nil

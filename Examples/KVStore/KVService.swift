@@ -124,13 +124,21 @@ public struct KVServiceV1: UnderstudyService {
     public static var schemaVersion: UInt32 { 1 }
     public static var comparisonRules: [String: ComparisonRule] { KVServiceCore.comparisonRules }
 
+    /// The deliberately broken behaviour, if switched on (one of ``BrokenMode/version1Modes``).
+    public let broken: BrokenMode?
+
     /// Creates the service.
-    public init() {}
+    /// - Parameter broken: a deliberately broken behaviour from ``BrokenMode/version1Modes``, or nil.
+    public init(broken: BrokenMode? = nil) {
+        precondition(broken.map { BrokenMode.version1Modes.contains($0) } ?? true,
+                     "kv 1.0.0 does not take broken mode \(broken.map(\.rawValue) ?? "")")
+        self.broken = broken
+    }
 
     public func makeInitialState() -> KVStateV1 { KVStateV1() }
 
     public func handle(_ request: ServiceRequest, state: inout KVStateV1, context: inout RequestContext) -> [UInt8] {
-        KVServiceCore.handle(request, state: &state, context: &context, version2: false, broken: nil)
+        KVServiceCore.handle(request, state: &state, context: &context, version2: false, broken: broken)
     }
 
     public var validationSuite: [ValidationCase] { KVServiceCore.validationSuite }

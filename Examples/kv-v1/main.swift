@@ -1,4 +1,5 @@
 import KVStore
 import UnderstudyKit
 
-WorkerRuntime.main(KVServiceV1())
+WorkerRuntime.main(KVServiceV1(broken: BrokenMode.fromEnvironment(
+    arguments: CommandLine.arguments, accepting: BrokenMode.version1Modes)))
