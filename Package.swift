@@ -27,11 +27,14 @@ let package = Package(
     targets: [
         // The frames between supervisor and worker.
         .target(name: "UnderstudyWire"),
+        // System calls Swift cannot make directly (prctl is variadic): the worker's parent-death signal.
+        .target(name: "CUnderstudySystem"),
         // The SDK a service author links: service protocol, tracked state, worker runtime.
         .target(
             name: "UnderstudyKit",
             dependencies: [
                 "UnderstudyWire",
+                "CUnderstudySystem",
                 .product(name: "HashTreeCollections", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -107,7 +110,7 @@ let package = Package(
     ]
 )
 
-for target in package.targets {
+for target in package.targets where target.name != "CUnderstudySystem" {
     var settings = target.swiftSettings ?? []
     settings.append(.enableUpcomingFeature("ExistentialAny"))
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))

@@ -38,6 +38,12 @@ public struct ServiceEngine<Service: UnderstudyService> {
             lastTime = r.time
             return ApplyResult(sequence: r.sequence, response: checkpointDigest(r), touched: [], written: [])
         }
+        if r.tag == InputTag.quarantine {
+            // A quarantined input's stand-in (or the quarantine record): nothing to apply.
+            lastSequence = r.sequence
+            lastTime = r.time
+            return ApplyResult(sequence: r.sequence, response: [], touched: [], written: [])
+        }
         var context = RequestContext(sequence: r.sequence, timeMillis: r.time, seed: r.seed)
         let response = service.handle(ServiceRequest(tag: r.tag, payload: r.payload), state: &state, context: &context)
         lastSequence = r.sequence

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CUnderstudySystem
 import UnderstudyWire
 
 /// The entry point a service's `main` calls: connect to the supervisor and serve until it goes away.
@@ -46,6 +47,7 @@ public enum WorkerRuntime {
         }
         // A write to a socket the supervisor already closed must fail with EPIPE, not kill the worker.
         _ = signal(SIGPIPE, SIG_IGN)
+        dieWithSupervisor()
         let fd: Int32
         do {
             fd = try connect(path: path)
@@ -56,8 +58,24 @@ public enum WorkerRuntime {
         exit(serve(service, fd: fd))
     }
 
+    /// The environment variable in which the supervisor passes its process id.
+    public static let supervisorPIDVariable = "UNDERSTUDY_SUPERVISOR_PID"
+    /// Exit status when the supervisor is already gone at start.
+    public static let orphanExitStatus: Int32 = 70
+
+    /// Asks the kernel to kill this worker when its supervisor dies — even while a handler is stuck in a loop —
+    /// and closes the race where the supervisor died before the request was made.
+    static func dieWithSupervisor() {
+        guard understudy_set_parent_death_signal(SIGKILL) == 0 else { return }
+        if let text = getenv(supervisorPIDVariable), let expected = Int32(String(cString: text)), getppid() != expected {
+            warn("understudy worker: the supervisor (pid \(expected)) is gone; exiting")
+            exit(orphanExitStatus)
+        }
+    }
+
     /// Serves frames on a connected socket until it closes; returns the exit status.
     public static func serve<S: UnderstudyService>(_ service: S, fd: Int32) -> Int32 {
+        let progress = WorkerProgress()
         var engine = ServiceEngine(service: service)
         var decoder = FrameDecoder()
         var output = ByteWriter(capacity: 1 << 16)
@@ -98,7 +116,12 @@ public enum WorkerRuntime {
                     continue
                 }
                 guard let message else { break }
-                if engine.handle(message, output: &output) == .exit {
+                if case .apply(let r) = message {
+                    // Which input runs, where the supervisor can read it if this process dies or stalls in it.
+                    progress.started(r.sequence)
+                    _ = engine.handle(message, output: &output)
+                    progress.finished(r.sequence)
+                } else if engine.handle(message, output: &output) == .exit {
                     _ = writeAll(fd, &output)
                     return 0
                 }

@@ -123,6 +123,40 @@ public enum InputTag {
     /// of its state when its schema equals the reference, of its downgraded state when it is one
     /// newer and can downgrade, and an empty reply otherwise. The state is not changed.
     public static let checkpoint: UInt8 = 5
+    /// A quarantine. In the journal: a record naming an input that made an instance trap, exit or pass the
+    /// request deadline, which no instance may apply again (payload: ``QuarantineRecord``). To a worker: a no-op
+    /// that stands in for the quarantined input, and for the quarantine record itself, so that sequence numbers
+    /// stay contiguous. A worker answers it with an empty reply and leaves its state unchanged.
+    public static let quarantine: UInt8 = 6
+}
+
+/// The payload of a journaled ``InputTag/quarantine`` record.
+public struct QuarantineRecord: Sendable, Equatable {
+    /// The sequence number of the input no instance may apply.
+    public var sequence: UInt64
+    /// What happened (for example "the primary crashed with signal 4 (SIGILL)").
+    public var reason: String
+
+    /// Creates a record.
+    public init(sequence: UInt64, reason: String) {
+        self.sequence = sequence
+        self.reason = reason
+    }
+
+    /// The record's bytes: the sequence number (little-endian) and the reason (UTF-8).
+    public var encoded: [UInt8] {
+        var w = ByteWriter()
+        w.write(sequence)
+        w.writeString(reason)
+        return w.bytes
+    }
+
+    /// Decodes a record; nil for bytes that are not one.
+    public init?(decoding bytes: [UInt8]) {
+        var r = ByteReader(bytes)
+        guard let sequence = try? r.read(UInt64.self), let reason = try? r.readString() else { return nil }
+        self.init(sequence: sequence, reason: reason)
+    }
 }
 
 /// The result of applying one input.

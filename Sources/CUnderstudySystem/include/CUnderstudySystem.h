@@ -1,0 +1,9 @@
+#ifndef C_UNDERSTUDY_SYSTEM_H
+#define C_UNDERSTUDY_SYSTEM_H
+
+/// System calls Swift cannot reach directly (prctl is variadic in C).
+
+/// Asks the kernel to send `signal` to this process when its parent dies (Linux); returns 0, or -1 elsewhere.
+int understudy_set_parent_death_signal(int signal);
+
+#endif
