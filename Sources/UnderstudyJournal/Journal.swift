@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 /// A durable, append-only journal of requests in segment files, with fsync policies, snapshots and crash recovery.
 ///
@@ -97,6 +98,19 @@ public final class Journal: Sendable {
     ///   `CancellationError`.
     public func waitDurable(_ sequence: UInt64) async throws {
         try await self.core.waitDurable(sequence)
+    }
+
+    /// Blocks until every record through `sequence` is fsynced, whatever the policy (a record that must be
+    /// durable before anything else happens, such as a quarantine, asks for it). Call it off the event loop.
+    ///
+    /// - Throws: The writer's failure, or ``JournalError`` `closed`.
+    public func sync(through sequence: UInt64) throws {
+        try self.core.waitSynced(through: sequence)
+    }
+
+    /// The oldest sequence number still in the journal's segments (older ones were removed after a snapshot).
+    public var oldestSequence: UInt64 {
+        self.core.state.withLock { $0.segments.first?.firstSequence ?? ($0.lastSequence + 1) }
     }
 
     /// Reads up to `maxCount` records from `from` on, including records appended but not yet written.

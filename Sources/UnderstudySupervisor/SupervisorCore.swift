@@ -47,6 +47,12 @@ public struct SupervisorStatus: Codable, Sendable {
     public var discrepancies: Int
     public var workerRestarts: Int
     public var uptimeSeconds: Double
+    /// Inputs no instance will apply again (they made an instance trap, exit or pass the request deadline).
+    public var quarantined: [QuarantineEntry]
+    /// Roles given up after too many restarts that no input explains ("primary", "shadow").
+    public var givenUpRoles: [String]
+    /// The request deadline, in milliseconds.
+    public var requestDeadlineMillis: Int64
 }
 
 /// Probation as `GET /status` shows it.
@@ -96,7 +102,18 @@ final class SupervisorCore: @unchecked Sendable {
         self.shadowing = ShadowManager(dataDirectory: configuration.dataDirectory, classifier: metrics.classifier)
         self.pipeline = RequestPipeline(
             loop: loop, journal: journal, configuration: configuration.pipeline, serviceBinary: configuration.servicePath,
-            threadPool: threadPool, shadowing: shadowing, metrics: metrics, logger: logger)
+            threadPool: threadPool, shadowing: shadowing, metrics: metrics, logger: logger,
+            quarantine: QuarantineLog(directory: configuration.dataDirectory))
+        pipeline.quarantineObservers.append { [metrics, shadowing, pipeline] entry in
+            metrics.quarantinedInputs.increment()
+            let request = pipeline.log.first { $0.request.sequence == entry.sequence }?.request
+            shadowing.record(Discrepancy(
+                sequence: entry.sequence, instance: entry.instance, role: "primary", version: pipeline.primary?.version ?? "?",
+                kind: .quarantine, command: entry.command,
+                request: request.map { ShadowManager.render(tag: $0.tag, payload: $0.payload) } ?? entry.command,
+                primary: entry.reason, other: "quarantined: no instance applies it again", keys: [],
+                timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+        }
         pipeline.serviceArguments = configuration.serviceArguments
         pipeline.serviceEnvironment = configuration.serviceEnvironment
         self.transfer = TransferRunner(
@@ -243,7 +260,9 @@ final class SupervisorCore: @unchecked Sendable {
             snapshotSequence: pipeline.lastSnapshotSequence, snapshotInProgress: pipeline.snapshotInProgress,
             instances: instances, probation: probation, swaps: transfer.history.count,
             discrepancies: shadowing.totalDiscrepancies, workerRestarts: pipeline.restarts,
-            uptimeSeconds: Date().timeIntervalSince(startedAt))
+            uptimeSeconds: Date().timeIntervalSince(startedAt), quarantined: pipeline.quarantine.list,
+            givenUpRoles: pipeline.givenUpRoles,
+            requestDeadlineMillis: configuration.pipeline.requestDeadline.nanoseconds / 1_000_000)
     }
 
     /// `understudy swap`: the live same-version shadow takes over.

@@ -135,6 +135,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Take a snapshot from the shadow every N journaled inputs.")
     var snapshotEvery: UInt64 = 200_000
 
+    @Option(name: .long, help: "Kill a primary that has not finished one input in this many milliseconds, and quarantine the input.")
+    var requestDeadlineMs: Int64 = 5000
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -165,6 +168,8 @@ struct Run: AsyncParsableCommand {
         configuration.pipeline.fsync = policy
         configuration.pipeline.shadow = !noShadow
         configuration.pipeline.snapshotEveryRecords = snapshotEvery
+        guard requestDeadlineMs > 0 else { throw ValidationError("--request-deadline-ms must be positive") }
+        configuration.pipeline.requestDeadlineMillis = requestDeadlineMs
         configuration.transfer.pauseBudgetMillis = pauseBudgetMs
         configuration.swapTiming.deadlineMillis = max(0, swapDeadlineMs)
         configuration.transfer.probationSeconds = probationSeconds
@@ -221,6 +226,15 @@ struct Status: AsyncParsableCommand {
             print(String(format: "probation: %.1f s left; previous primary #%d (%@) ready to take back; %d requests, %d errors", p.secondsLeft, p.previousPrimary, p.previousVersion, p.requests, p.errors))
         }
         print("swaps: \(s.swaps), discrepancies: \(s.discrepancies), worker restarts: \(s.workerRestarts)")
+        if !s.givenUpRoles.isEmpty {
+            print("GIVEN UP after too many restarts: \(s.givenUpRoles.joined(separator: ", "))")
+        }
+        if !s.quarantined.isEmpty {
+            print("quarantined inputs (never applied again; request deadline \(s.requestDeadlineMillis) ms):")
+            for q in s.quarantined {
+                print("  seq \(q.sequence) \(q.command) on instance #\(q.instance) at \(q.time): \(q.reason)")
+            }
+        }
         let d = try options.client().get("/discrepancies?limit=5")
         if d.status == 200, let list = try? d.decode(DiscrepancyList.self), !list.recent.isEmpty {
             print("recent discrepancies:")

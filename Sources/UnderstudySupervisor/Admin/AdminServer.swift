@@ -16,6 +16,15 @@ final class AdminServer: @unchecked Sendable {
 
     init(core: SupervisorCore) { self.core = core }
 
+    /// `GET /health`: 200 while a primary serves and no role was given up, else 503.
+    struct HealthReport: Codable, Sendable {
+        var status: String
+        var primary: String?
+        var givenUpRoles: [String]
+        var reason: String?
+        var quarantined: Int
+    }
+
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -70,6 +79,20 @@ final class AdminServer: @unchecked Sendable {
             return Self.json(try await self.onCore {
                 DiscrepancyList(total: core.shadowing.totalDiscrepancies, recent: Array(core.shadowing.recent.suffix(max(0, limit))))
             })
+        }
+        router.get("/quarantine") { _, _ in
+            Self.json(try await self.onCore { core.pipeline.quarantine.list })
+        }
+        router.get("/health") { _, _ in
+            let (healthy, body) = try await self.onCore { () -> (Bool, HealthReport) in
+                let p = core.pipeline
+                let report = HealthReport(
+                    status: p.primary == nil ? "down" : (p.givenUpRoles.isEmpty ? "ok" : "degraded"),
+                    primary: p.primary.map { "\($0.id)" }, givenUpRoles: p.givenUpRoles, reason: p.givenUpReason,
+                    quarantined: p.quarantine.entries.count)
+                return (p.primary != nil && p.givenUpRoles.isEmpty, report)
+            }
+            return Self.json(body, status: healthy ? .ok : .serviceUnavailable)
         }
         router.get("/swaps") { _, _ in
             Self.json(try await self.onCore { core.transfer.history })

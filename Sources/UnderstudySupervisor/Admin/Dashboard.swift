@@ -71,6 +71,7 @@ canvas.ts{height:0;min-height:0;flex:1 1 100px}
   <div class="kv"><span>swaps</span><b id="h-swaps">–</b></div>
   <div class="kv"><span>discrepancies</span><b id="h-disc">–</b></div>
   <div class="kv"><span>worker restarts</span><b id="h-restarts">–</b></div>
+  <div class="kv"><span>quarantined</span><b id="h-quar">–</b></div>
   <div class="kv"><span>uptime</span><b id="h-uptime">–</b></div>
   <div id="conn" class="mute">connecting…</div>
   <div id="probation"></div>
@@ -92,6 +93,10 @@ canvas.ts{height:0;min-height:0;flex:1 1 100px}
 
   <section class="card s12"><h2>Swaps — timeline and pause per step <em id="swap-note"></em></h2>
     <canvas id="c-swaps" style="height:52px"></canvas><div class="legend" id="l-steps"></div><div id="swaps"></div></section>
+
+  <section class="card s12"><h2>Quarantined inputs <em id="quar-note"></em></h2>
+    <div class="scroll"><table><thead><tr><th>time</th><th class="n">seq</th><th>command</th><th>instance</th><th>reason</th></tr></thead>
+      <tbody id="quar"></tbody></table></div></section>
 
   <section class="card s12"><h2>Latest discrepancies <em id="disc-note"></em></h2>
     <div class="scroll"><table><thead><tr><th>time</th><th class="n">seq</th><th>instance</th><th>kind</th><th>command</th><th>request</th><th>primary</th><th>other</th><th>keys</th></tr></thead>
@@ -319,7 +324,13 @@ function renderStatus(st) {
   intake.className = st.intakePaused ? "warn" : "ok";
   setText("h-swaps", fmtInt(st.swaps));
   setText("h-disc", fmtInt(st.discrepancies));
-  setText("h-restarts", fmtInt(st.workerRestarts));
+  setText("h-restarts", fmtInt(st.workerRestarts) + (arr(st.givenUpRoles).length ? ` — GIVEN UP: ${arr(st.givenUpRoles).join(", ")}` : ""));
+  const quar = arr(st.quarantined);
+  const hq = $("h-quar"); hq.textContent = fmtInt(quar.length); hq.className = quar.length ? "warn" : "ok";
+  setText("quar-note", `never applied again; request deadline ${fmtInt(st.requestDeadlineMillis)} ms`);
+  $("quar").replaceChildren(...(quar.length ? quar.slice().reverse().map((q) => h("tr", null,
+    cell(q.time), cell(fmtInt(q.sequence), "n"), cell(q.command), cell(`#${q.instance}`), cell(clip(q.reason, 120), "t bad", q.reason)))
+    : [h("tr", null, h("td", { colSpan: 5, class: "mute" }, "No input has been quarantined."))]));
   setText("h-uptime", fmtDur(st.uptimeSeconds));
   const pb = $("probation"), p = st.probation;
   if (p && typeof p === "object") {

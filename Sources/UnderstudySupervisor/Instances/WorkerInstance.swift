@@ -23,6 +23,28 @@ protocol WorkerInstanceOwner: AnyObject {
     func instanceFlushNeeded()
 }
 
+/// Why the supervisor itself killed a worker (a death it caused is not an outside kill).
+enum KillCause: Equatable, Sendable {
+    /// The input it was executing passed the request deadline.
+    case deadline(sequence: UInt64, millis: Int64)
+    /// Any other reason (a failed health check, a broken stream, a retirement).
+    case supervisor
+}
+
+/// How a worker ended, as far as the supervisor can tell, for deciding whether an input is to blame.
+struct DeathReport: Sendable, Equatable {
+    /// The message logged and shown.
+    var reason: String
+    /// The input the worker had started and not finished when it died (from its progress file), if any.
+    var executing: UInt64?
+    /// The signal that ended the process, if a signal did.
+    var signal: Int32?
+    /// The exit status, if the process exited.
+    var exitStatus: Int32?
+    /// Set when the supervisor sent the kill.
+    var killedBySupervisor: KillCause?
+}
+
 /// One worker process and its connection: spawn, handshake, frames, health, death.
 ///
 /// Confined to the supervisor's core event loop: every method runs on `loop`.
@@ -54,12 +76,25 @@ final class WorkerInstance: @unchecked Sendable {
     private var channel: (any Channel)?
     private var listener: (any Channel)?
     private let socketPath: String
+    /// The worker's progress file (see ``WorkerProgress``): which input it is executing.
+    let progressPath: String
+    /// Why the supervisor killed it, when it did.
+    var killCause: KillCause?
+    /// How the process ended, once known.
+    private var exitInfo: (status: Int32, signaled: Bool)?
+    /// The death is known but the owner is told only once the process has been reaped (its exit status
+    /// decides whether the input it was executing is to blame), or after a short wait.
+    private var deathPending = false
+    /// How the worker ended; set just before the owner is told.
+    private(set) var death: DeathReport?
     private var helloPromise: EventLoopPromise<Hello>
     private var controlQueue = CircularBuffer<EventLoopPromise<WireMessage>>()
     private var snapshotBytes: [UInt8] = []
     private var pendingWrites = false
     var startedAt = NIODeadline.now()
 
+    /// Its state has been restored (or starts empty) and it is being fed: a death from here on is judged.
+    var restored = false
     /// A journal read for this instance is running on the thread pool.
     var diskReadInFlight = false
     /// The highest sequence number sent to the worker.
@@ -92,7 +127,10 @@ final class WorkerInstance: @unchecked Sendable {
         var logger = logger
         logger[metadataKey: "understudy.instance"] = "\(id)"
         self.logger = logger
-        self.socketPath = "/tmp/understudy-\(getpid())-\(id)-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let unique = "\(getpid())-\(id)-\(UInt32.random(in: 0...UInt32.max))"
+        self.socketPath = "/tmp/understudy-\(unique).sock"
+        // A memory file system where there is one: the worker stores to it around every input.
+        self.progressPath = (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp") + "/understudy-\(unique).progress"
         self.helloPromise = loop.makePromise()
     }
 
@@ -163,7 +201,15 @@ final class WorkerInstance: @unchecked Sendable {
         process.arguments = ["--understudy-socket", socketPath] + arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
+        env[WorkerProgress.environmentVariable] = progressPath
+        env["UNDERSTUDY_SUPERVISOR_PID"] = String(getpid())
         process.environment = env
+        let fd = open(progressPath, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+        guard fd >= 0, ftruncate(fd, off_t(WorkerProgress.size)) == 0 else {
+            if fd >= 0 { close(fd) }
+            throw SupervisorError(.workerFailed, "cannot create the progress file \(progressPath): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
         process.standardInput = FileHandle.nullDevice
         let loop = self.loop
         // Strong on purpose (no weak reference, for the same reason as `owner`): the cycle instance → process →
@@ -319,11 +365,19 @@ final class WorkerInstance: @unchecked Sendable {
 
     private func processExited(status: Int32, signaled: Bool) {
         process?.terminationHandler = nil
-        let how = signaled ? "was killed by signal \(status)" : "exited with status \(status)"
-        fail(SupervisorError(.workerExited, "worker \(binary) \(how)\(hello == nil ? " before completing the handshake" : "")"))
+        exitInfo = (status, signaled)
+        let how = signaled ? "was killed by signal \(status) (\(signalName(status)))" : "exited with status \(status)"
+        if deathPending {
+            tellOwnerOfDeath(addingToReason: how)
+        } else {
+            fail(SupervisorError(.workerExited, "worker \(binary) \(how)\(hello == nil ? " before completing the handshake" : "")"))
+        }
     }
 
     /// Marks the instance dead (once), fails everything waiting on it, and stops the process.
+    ///
+    /// When the worker was executing an input, the owner is told once the process has been reaped (its exit
+    /// status says whether the input is to blame: a trap, or a kill from outside) — at most a second later.
     func fail(_ error: SupervisorError) {
         guard !isDead else { return }
         phase = .dead(error.message)
@@ -332,17 +386,43 @@ final class WorkerInstance: @unchecked Sendable {
         channel?.close(promise: nil)
         cleanupListener()
         kill()
-        owner?.instanceDied(self, reason: error.message)
+        death = DeathReport(reason: error.message, killedBySupervisor: killCause)
+        if exitInfo == nil, process != nil, WorkerProgress.executing(path: progressPath) != nil {
+            deathPending = true
+            loop.scheduleTask(in: .seconds(1)) {
+                if self.deathPending { self.tellOwnerOfDeath(addingToReason: nil) }
+            }
+        } else {
+            tellOwnerOfDeath(addingToReason: nil)
+        }
+    }
+
+    private func tellOwnerOfDeath(addingToReason detail: String?) {
+        deathPending = false
+        var report = death ?? DeathReport(reason: "worker \(id) died")
+        report.executing = WorkerProgress.executing(path: progressPath)
+        if let exitInfo {
+            if exitInfo.signaled { report.signal = exitInfo.status } else { report.exitStatus = exitInfo.status }
+        }
+        if let detail, !report.reason.contains(detail) { report.reason += " (the process \(detail))" }
+        report.killedBySupervisor = killCause
+        death = report
+        unlink(progressPath)
+        owner?.instanceDied(self, reason: report.reason)
     }
 
     /// Sends SIGKILL to the process if it is still running.
     func kill() {
-        if let process, process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        if let process, process.isRunning {
+            if killCause == nil { killCause = .supervisor }
+            Foundation.kill(process.processIdentifier, SIGKILL)
+        }
     }
 
     /// Asks the worker to exit and closes the connection.
     func retire(reason: String) {
         guard !isDead else { return }
+        unlink(progressPath)
         send(.shutdown)
         flush()
         let process = self.process
@@ -353,5 +433,23 @@ final class WorkerInstance: @unchecked Sendable {
         while let waiter = controlQueue.popFirst() { waiter.fail(SupervisorError(.workerExited, reason)) }
         channel?.close(promise: nil)
         cleanupListener()
+    }
+}
+
+/// A signal's name, for messages ("SIGILL").
+func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGILL: return "SIGILL, a trap"
+    case SIGTRAP: return "SIGTRAP, a trap"
+    case SIGABRT: return "SIGABRT"
+    case SIGSEGV: return "SIGSEGV"
+    case SIGBUS: return "SIGBUS"
+    case SIGFPE: return "SIGFPE"
+    case SIGKILL: return "SIGKILL"
+    case SIGTERM: return "SIGTERM"
+    case SIGINT: return "SIGINT"
+    case SIGHUP: return "SIGHUP"
+    case SIGSYS: return "SIGSYS"
+    default: return "signal \(signal)"
     }
 }

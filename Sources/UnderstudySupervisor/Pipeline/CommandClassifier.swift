@@ -21,6 +21,7 @@ final class CommandClassifier: @unchecked Sendable {
         case InputTag.respTransaction: return "EXEC"
         case InputTag.tick: return "TICK"
         case InputTag.checkpoint: return "CHECKPOINT"
+        case InputTag.quarantine: return "QUARANTINE"
         default: return "TAG\(tag)"
         }
     }

@@ -35,14 +35,27 @@ public struct PipelineConfiguration: Sendable {
     public var snapshotInterval: TimeAmount
     /// Run a shadow beside the primary.
     public var shadow: Bool
+    /// A primary that has not finished one input in this time is killed and the input quarantined
+    /// (`--request-deadline-ms`, default 5 000 ms, like Redis's busy-reply threshold).
+    public var requestDeadline: TimeAmount
+    /// The request deadline in milliseconds.
+    public var requestDeadlineMillis: Int64 {
+        get { requestDeadline.nanoseconds / 1_000_000 }
+        set { requestDeadline = .milliseconds(newValue) }
+    }
+    /// Back-off and intensity limit for restarts that no input explains.
+    public var restartPolicy: RestartPolicy
 
     /// Creates a configuration with documented defaults.
     public init(
         fsync: FsyncPolicy = .everysec, inflightWindow: Int = 8192, logWindow: Int = 1 << 17,
         maximumHeldRequests: Int = 100_000, tickInterval: TimeAmount = .milliseconds(100),
         hangTimeout: TimeAmount = .seconds(5), snapshotEveryRecords: UInt64 = 200_000,
-        snapshotInterval: TimeAmount = .seconds(60), shadow: Bool = true
+        snapshotInterval: TimeAmount = .seconds(60), shadow: Bool = true, requestDeadline: TimeAmount = .seconds(5),
+        restartPolicy: RestartPolicy = RestartPolicy()
     ) {
+        self.requestDeadline = requestDeadline
+        self.restartPolicy = restartPolicy
         self.fsync = fsync
         self.inflightWindow = inflightWindow
         self.logWindow = logWindow
@@ -94,11 +107,11 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private(set) var log = CircularBuffer<Entry>(initialCapacity: 1024)
     private(set) var logBase: UInt64
     private(set) var nextSequence: UInt64
+    /// The highest sequence durable per the fsync policy (`always`: fsynced; otherwise: written to the operating
+    /// system), as last reported to the loop. No reply leaves before its record is this far.
     private var releasedDurableSequence: UInt64
     /// The highest sequence durable per the fsync policy.
-    var durableSequence: UInt64 {
-        configuration.fsync == .always ? releasedDurableSequence : journal.durableSequence
-    }
+    var durableSequence: UInt64 { releasedDurableSequence }
     /// Records were appended without waking the journal's writer; the end of this loop turn wakes it.
     private var journalWakePending = false
     /// Prefetch hint sets handed to the primary.
@@ -124,6 +137,23 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Workers that died unexpectedly (each is replaced).
     private(set) var restarts = 0
     private var shadowRespawnScheduled = false
+    /// The highest sequence the primary has applied: standbys are fed only up to here (primary first).
+    private(set) var primaryAppliedBound: UInt64 = 0
+    /// Quarantined inputs: never applied again by any instance.
+    let quarantine: QuarantineLog
+    /// Deaths without blame (outside kills) per input: the second one quarantines it.
+    private var blameCounts: [UInt64: Int] = [:]
+    /// The input the primary was last seen executing, and since when (the request deadline).
+    private var deadlineWatch: (instance: WorkerInstance, sequence: UInt64, since: NIODeadline)?
+    /// Restart histories of deaths no input explains, per role.
+    private(set) var primaryRestarts: RestartIntensity
+    private(set) var shadowRestarts: RestartIntensity
+    /// Roles given up after too many restarts (shown in status and health).
+    private(set) var givenUpRoles: [String] = []
+    /// The pipeline has finished its start (recovery) and serves.
+    private(set) var serving = false
+    /// Called when an input is quarantined (metrics, the discrepancy log).
+    var quarantineObservers: [(QuarantineEntry) -> Void] = []
     private(set) var stopping = false
     /// Called whenever an instance dies (the transfer and update runners listen).
     var instanceDeathObservers: [(WorkerInstance, String) -> Void] = []
@@ -136,8 +166,12 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     init(
         loop: any EventLoop, journal: Journal, configuration: PipelineConfiguration, serviceBinary: String,
-        threadPool: NIOThreadPool, shadowing: ShadowManager, metrics: SupervisorMetrics, logger: Logger
+        threadPool: NIOThreadPool, shadowing: ShadowManager, metrics: SupervisorMetrics, logger: Logger,
+        quarantine: QuarantineLog = QuarantineLog(directory: nil)
     ) {
+        self.quarantine = quarantine
+        self.primaryRestarts = RestartIntensity(policy: configuration.restartPolicy)
+        self.shadowRestarts = RestartIntensity(policy: configuration.restartPolicy)
         self.loop = loop
         self.journal = journal
         self.configuration = configuration
@@ -161,15 +195,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func start() -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
         let loop = self.loop
-        // Only `always` holds replies for durability; other policies read the journal's position when asked,
-        // rather than waking the loop after every write of the journal's writer thread.
-        if configuration.fsync == .always {
-            // Strong: the pipeline lives as long as the journal (a weak reference would slow every retain of it).
-            journal.onDurable { seq in
-                loop.execute { self.durabilityAdvanced(seq) }
-            }
+        // A reply leaves only once its record is durable per the policy: `always`, fsynced; `everysec` and `no`,
+        // written to the operating system (as Redis does), so a crash of the supervisor process loses nothing
+        // acknowledged. Strong: the pipeline lives as long as the journal (a weak reference would slow every
+        // retain of it).
+        journal.onDurable { seq in
+            loop.execute { self.durabilityAdvanced(seq) }
         }
-        return spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
+        // The request deadline holds during the recovery replay too: an input that hangs the service is
+        // quarantined there as anywhere.
+        let deadlineCheck = min(TimeAmount.milliseconds(50), configuration.requestDeadline)
+        timers.append(loop.scheduleRepeatedTask(initialDelay: deadlineCheck, delay: deadlineCheck) { _ in
+            self.checkRequestDeadline()
+        })
+        return loadQuarantine().flatMap {
+            self.spawnInstance(binary: self.serviceBinary, role: .primary)
+        }.flatMap { instance in
             self.primary = instance
             self.shadowing.addRules(instance.hello?.comparisonRules ?? [:])
             return self.bootstrap(instance).flatMap {
@@ -178,19 +219,68 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 let started = NIODeadline.now()
                 // Progress of the recovery replay, once a second: position, rate and ETA.
                 let progress = self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-                    let done = instance.appliedSequence - from
+                    let done = (self.primary?.appliedSequence ?? from) &- from
                     let total = target - from
                     let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
                     let rate = seconds > 0 ? Double(done) / seconds : 0
                     let eta = rate > 0 ? Double(total - min(done, total)) / rate : 0
                     self.logger.info("replaying the journal: \(done)/\(total) records, \(Int(rate)) records/s, ETA \(Int(eta.rounded())) s")
                 }
-                return self.waitUntilApplied(instance, target, timeout: .minutes(30)).always { _ in progress.cancel() }
+                return self.waitForRecovery(target).always { _ in progress.cancel() }
             }
         }.map {
             self.primary?.phase = .live
+            self.serving = true
             self.startTimers()
             if self.configuration.shadow { self.startShadow() }
+        }
+    }
+
+    /// Completes when the primary has replayed the journal through `target`. A primary that dies of an input
+    /// during the replay has it quarantined and is replaced; the wait goes on with its successor.
+    private func waitForRecovery(_ target: UInt64) -> EventLoopFuture<Void> {
+        guard let primary else {
+            if primaryRestarts.givenUp {
+                return loop.makeFailedFuture(SupervisorError(.workerExited, "the primary was given up during recovery: \(givenUpReason ?? "too many restarts")"))
+            }
+            // A failover is starting the next primary.
+            return loop.scheduleTask(in: .milliseconds(20)) {}.futureResult.flatMap { self.waitForRecovery(target) }
+        }
+        return waitUntilApplied(primary, target, timeout: .minutes(30)).flatMapError { error in
+            guard primary.isDead, !self.stopping, !self.primaryRestarts.givenUp else { return self.loop.makeFailedFuture(error) }
+            return self.waitForRecovery(target)
+        }
+    }
+
+    /// Rebuilds the quarantine set from the journal's quarantine records (the file beside it may lack the last
+    /// one, if the supervisor died between the two).
+    private func loadQuarantine() -> EventLoopFuture<Void> {
+        let journal = self.journal
+        return threadPool.runIfActive(eventLoop: loop) { () -> [(QuarantineRecord, String)] in
+            var found: [(QuarantineRecord, String)] = []
+            var next = journal.oldestSequence
+            while next <= journal.lastSequence {
+                let records = try journal.read(from: next, maxCount: 65_536)
+                guard let last = records.last else { break }
+                for r in records where r.tag == InputTag.quarantine {
+                    guard let q = QuarantineRecord(decoding: r.payload) else { continue }
+                    var command = "?"
+                    if let original = try? journal.read(from: q.sequence, maxCount: 1).first, original.sequence == q.sequence {
+                        command = CommandClassifier().classify(tag: original.tag, payload: original.payload)
+                    }
+                    found.append((q, command))
+                }
+                next = last.sequence + 1
+            }
+            return found
+        }.map { found in
+            for (record, command) in found where !self.quarantine.contains(record.sequence) {
+                self.quarantine.add(QuarantineEntry(
+                    sequence: record.sequence, command: command, reason: record.reason, instance: 0, time: QuarantineLog.now()))
+            }
+            if !self.quarantine.entries.isEmpty {
+                self.logger.notice("quarantined inputs will be skipped", metadata: ["understudy.count": "\(self.quarantine.entries.count)"])
+            }
         }
     }
 
@@ -219,6 +309,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         }.map { (sequence: UInt64) in
             instance.sentSequence = sequence
             instance.appliedSequence = sequence
+            instance.restored = true
+            if instance === self.primary { self.primaryAppliedBound = max(self.primaryAppliedBound, sequence) }
             if instance !== self.primary && !self.standbys.contains(where: { $0 === instance }) {
                 self.standbys.append(instance)
             }
@@ -349,8 +441,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             scheduleFlush()
         }
         log.append(Entry(request: request, sink: sink, enqueuedAt: .now()))
+        // Primary first: standbys get this input once the primary has applied it (see instanceApplied).
         if let primary { pump(primary) }
-        for s in standbys where !s.isDead && s.phase != .restoring { pump(s) }
         if seq - lastSnapshotSequence >= configuration.snapshotEveryRecords { takeSnapshot() }
     }
 
@@ -398,7 +490,9 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Sends an instance everything it has not yet been sent, within its in-flight window.
     func pump(_ instance: WorkerInstance) {
         guard !instance.isDead else { return }
-        let head = lastSequence
+        // Primary first: a standby (shadow, candidate, probation) gets an input only after the primary applied it,
+        // so no standby ever executes the input that kills the primary — it is there to take over.
+        let head = instance === primary ? lastSequence : min(lastSequence, primaryAppliedBound)
         let window = UInt64(configuration.inflightWindow)
         // A standby catching up may be thousands of inputs behind: feed it in slices, so one call never holds
         // the loop (and every client on it) for long; its results call pump again.
@@ -408,7 +502,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             slice -= 1
             let next = instance.sentSequence + 1
             if next >= logBase {
-                instance.send(.apply(log[log.index(log.startIndex, offsetBy: Int(next - logBase))].request))
+                instance.send(.apply(feedable(log[log.index(log.startIndex, offsetBy: Int(next - logBase))].request)))
                 instance.sentSequence = next
             } else {
                 // Older than the in-memory window: read from disk off the event loop (a catching-up
@@ -425,7 +519,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                         case .success(let records):
                             guard !records.isEmpty else { return }
                             for r in records {
-                                instance.send(.apply(ApplyRequest(sequence: r.sequence, time: r.time, seed: r.seed, tag: r.tag, payload: r.payload)))
+                                instance.send(.apply(self.feedable(ApplyRequest(sequence: r.sequence, time: r.time, seed: r.seed, tag: r.tag, payload: r.payload))))
                                 instance.sentSequence = r.sequence
                             }
                             self.pump(instance)
@@ -436,6 +530,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 return
             }
         }
+    }
+
+    /// The input as an instance is fed it: a quarantined input is replaced by a no-op with the same sequence number.
+    @inline(__always)
+    private func feedable(_ r: ApplyRequest) -> ApplyRequest {
+        guard quarantine.contains(r.sequence) else { return r }
+        return ApplyRequest(sequence: r.sequence, time: r.time, seed: r.seed, tag: InputTag.quarantine, payload: [])
     }
 
     /// Sends the primary advice: keys the prediction engine expects soon (never journaled, never applied as data).
@@ -498,12 +599,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         // Waiters are told last: what they run (a swap's next step may flip roles) must see this result
         // recorded and released as the instance's role was when it arrived.
         defer { if !appliedWaiters.isEmpty { resolveAppliedWaiters(instance) } }
+        if instance === primary {
+            primaryAppliedBound = max(primaryAppliedBound, seq)
+            deadlineWatch = nil
+        }
+        // The primary went first; the standbys may now have this input too.
+        defer { if instance === primary { for s in standbys where !s.isDead && s.phase != .restoring { pump(s) } } }
         if let i = entryIndex(seq) {
             instance.appliedTime = log[i].request.time
-            if log[i].request.tag == InputTag.checkpoint {
-                checkpointObservers[seq]?(instance, result.response)
+            let tag = log[i].request.tag
+            if tag == InputTag.checkpoint || tag == InputTag.quarantine || quarantine.contains(seq) {
+                if tag == InputTag.checkpoint { checkpointObservers[seq]?(instance, result.response) }
                 if instance === primary {
-                    log[i].response = result.response
+                    // A quarantined input's client already has its error reply (set before the failover).
+                    if log[i].response == nil {
+                        log[i].response = tag == InputTag.checkpoint || tag == InputTag.quarantine ? result.response : quarantineReply(seq)
+                    }
                     release(i)
                 }
                 if instance.phase == .catchingUp && instance.appliedSequence >= lastSequence { instance.phase = .live }
@@ -543,7 +654,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private func release(_ i: CircularBuffer<Entry>.Index) {
         guard !log[i].released, let response = log[i].response else { return }
         let seq = log[i].request.sequence
-        if configuration.fsync == .always && seq > releasedDurableSequence { return }
+        if seq > releasedDurableSequence { return }
         log[i].released = true
         let elapsed = NIODeadline.now() - log[i].enqueuedAt
         if let sink = log[i].sink {
@@ -558,7 +669,6 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func durabilityAdvanced(_ seq: UInt64) {
         guard seq > releasedDurableSequence else { return }
         releasedDurableSequence = seq
-        guard configuration.fsync == .always else { return }
         var s = max(releaseScan, logBase)
         while s <= seq, let i = entryIndex(s) {
             release(i)
@@ -593,14 +703,78 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         metrics.workerRestarts.increment()
         restarts += 1
         shadowing.forget(instance.id)
+        if deadlineWatch?.instance === instance { deadlineWatch = nil }
         for observer in instanceDeathObservers { observer(instance, reason) }
         if instance === primary {
             primary = nil
-            guard !stopping else { return }
-            failover(reason: reason)
+            // A primary that dies before its state was restored fails its start; whoever started it retries.
+            guard !stopping, instance.restored else { return }
+            let death = instance.death ?? DeathReport(reason: reason)
+            // An input the primary was executing is judged; one already quarantined (or the stand-in no-op) is not.
+            var verdict = BlameVerdict.noInput
+            if let seq = death.executing, seq <= lastSequence, !quarantine.contains(seq) {
+                verdict = BlameVerdict.judge(death, earlierDeaths: blameCounts[seq] ?? 0)
+            }
+            switch verdict {
+            case .quarantine(let seq, let why):
+                blameCounts[seq] = nil
+                quarantineInput(seq, reason: why, instance: instance) { self.failover(reason: reason) }
+            case .retry(let seq):
+                blameCounts[seq, default: 0] += 1
+                logger.warning("the primary was killed from outside while executing an input; the standby retries it once", metadata: ["understudy.seq": "\(seq)"])
+                failover(reason: reason)
+            case .noInput:
+                failover(reason: reason, unexplained: true)
+            }
         } else {
             standbys.removeAll { $0 === instance }
-            if instance.role == .shadow && configuration.shadow && !stopping { scheduleShadowRespawn() }
+            if instance.role == .shadow && configuration.shadow && !stopping { shadowDiedUnexplained(instance, reason: reason) }
+        }
+    }
+
+    /// The error reply a quarantined input's client gets.
+    func quarantineReply(_ seq: UInt64) -> [UInt8] {
+        let reason = quarantine.entries[seq]?.reason ?? "it made the service fail"
+        return RESPValue.errorBytes("ERR request quarantined: \(reason) (sequence \(seq))")
+    }
+
+    /// Quarantines an input: a journal record made durable first; then the client's error reply, the
+    /// observers, and `then` (the failover). From the moment the set holds it, every feed replaces it by a no-op.
+    func quarantineInput(_ seq: UInt64, reason: String, instance: WorkerInstance, then: @escaping @Sendable () -> Void) {
+        let command: String
+        if let i = entryIndex(seq) {
+            command = commandClass(i)
+        } else if let r = try? journal.read(from: seq, maxCount: 1).first, r.sequence == seq {
+            command = metrics.classifier.classify(tag: r.tag, payload: r.payload)
+        } else {
+            command = "?"
+        }
+        let entry = QuarantineEntry(sequence: seq, command: command, reason: reason, instance: instance.id, time: QuarantineLog.now())
+        logger.error("input quarantined", metadata: [
+            "understudy.seq": "\(seq)", "understudy.command": "\(command)", "understudy.reason": "\(reason)",
+            "understudy.instance": "\(instance.id)",
+        ])
+        pauseIntake(reason: "quarantine")
+        let recordSequence = nextSequence
+        sequence(tag: InputTag.quarantine, payload: QuarantineRecord(sequence: seq, reason: reason).encoded, sink: nil)
+        journal.wakeWriter()
+        let journal = self.journal
+        let durable = nextSequence > recordSequence
+            ? threadPool.runIfActive(eventLoop: loop) { try journal.sync(through: recordSequence) }
+            : loop.makeFailedFuture(SupervisorError(.journal, "the quarantine record could not be journaled"))
+        durable.whenComplete { result in
+            if case .failure(let error) = result {
+                // Nothing can be made durable any more; still, no instance is fed the input again in this run.
+                self.logger.critical("the quarantine record of input \(seq) is not durable: \(error)")
+            }
+            self.quarantine.add(entry)
+            for observer in self.quarantineObservers { observer(entry) }
+            if let i = self.entryIndex(seq), !self.log[i].released {
+                self.log[i].response = self.quarantineReply(seq)
+                self.release(i)
+            }
+            self.resumeIntake(reason: "quarantine")
+            then()
         }
     }
 
@@ -621,29 +795,82 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         }
     }
 
-    private func failover(reason: String) {
+    private func failover(reason: String, unexplained: Bool = false) {
         pauseIntake(reason: "failover")
+        if unexplained && failoverTarget == nil {
+            // No standby, and nothing to blame: restart with back-off, within the intensity limit.
+            switch primaryRestarts.died(at: .now()) {
+            case .restart(let delay):
+                logger.warning("no shadow to fail over to; restarting the primary in \(delay.nanoseconds / 1_000_000) ms")
+                loop.scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
+            case .giveUp(let count):
+                giveUp(role: "primary", reason: "\(count) restarts within \(configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(reason)")
+            }
+            return
+        }
         if let target = failoverTarget {
             logger.warning("failing over to the shadow", metadata: ["understudy.instance": "\(target.id)"])
             promote(target)
             resumeIntake(reason: "failover")
-            scheduleShadowRespawn()
+            if serving { scheduleShadowRespawn() }
         } else {
             logger.warning("no shadow to fail over to; restarting the primary from the newest snapshot and the journal")
-            spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
-                self.primary = instance
-                return self.bootstrap(instance).map { instance.phase = .catchingUp }
-            }.whenComplete { result in
-                switch result {
-                case .success:
-                    self.resumeIntake(reason: "failover")
-                    if self.configuration.shadow { self.scheduleShadowRespawn() }
-                case .failure(let error):
-                    self.logger.critical("could not restart the primary: \(error); retrying in 1 s")
+            restartPrimary()
+        }
+    }
+
+    /// Starts a new primary from the newest snapshot and the journal (quarantined inputs skipped). A start that
+    /// fails is retried with back-off, and the role is given up past the intensity limit.
+    private func restartPrimary() {
+        guard !stopping, !primaryRestarts.givenUp else { return }
+        spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
+            self.primary = instance
+            return self.bootstrap(instance).map { instance.phase = .catchingUp }
+        }.whenComplete { result in
+            switch result {
+            case .success:
+                self.resumeIntake(reason: "failover")
+                if self.configuration.shadow && self.serving { self.scheduleShadowRespawn() }
+            case .failure(let error):
+                if let failed = self.primary, !failed.restored {
+                    failed.retire(reason: "start failed")
                     self.primary = nil
-                    self.loop.scheduleTask(in: .seconds(1)) { self.failover(reason: reason) }
+                }
+                switch self.primaryRestarts.died(at: .now()) {
+                case .restart(let delay):
+                    self.logger.critical("could not restart the primary: \(error); retrying in \(delay.nanoseconds / 1_000_000) ms")
+                    self.loop.scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
+                case .giveUp(let count):
+                    self.giveUp(role: "primary", reason: "\(count) failed restarts within \(self.configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(error)")
                 }
             }
+        }
+    }
+
+    /// Why the last role was given up.
+    private(set) var givenUpReason: String?
+
+    /// Stops restarting a role (reported in status and health). Without a primary, held requests get an error.
+    private func giveUp(role: String, reason: String) {
+        guard !givenUpRoles.contains(role) else { return }
+        givenUpRoles.append(role)
+        givenUpReason = "\(role): \(reason)"
+        logger.critical("role given up after too many restarts", metadata: ["understudy.role": "\(role)", "understudy.reason": "\(reason)"])
+        if role == "primary" {
+            while let h = held.popFirst() {
+                h.sink?(RESPValue.errorBytes("ERR service unavailable: the primary was given up after repeated failures to start (\(reason))"))
+            }
+        }
+    }
+
+    /// A shadow died (no input explains it: shadows only run inputs the primary survived): respawn it with
+    /// back-off, or give the role up past the intensity limit.
+    private func shadowDiedUnexplained(_ instance: WorkerInstance, reason: String) {
+        switch shadowRestarts.died(at: .now()) {
+        case .restart(let delay):
+            scheduleShadowRespawn(after: max(delay, .milliseconds(200)))
+        case .giveUp(let count):
+            giveUp(role: "shadow", reason: "\(count) restarts within \(configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(reason)")
         }
     }
 
@@ -707,7 +934,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     }
 
     func scheduleShadowRespawn(after delay: TimeAmount = .milliseconds(200)) {
-        guard !shadowRespawnScheduled, !stopping else { return }
+        guard !shadowRespawnScheduled, !stopping, !shadowRestarts.givenUp else { return }
         shadowRespawnScheduled = true
         loop.scheduleTask(in: delay) {
             self.shadowRespawnScheduled = false
@@ -724,8 +951,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         spawnInstance(binary: binary, role: .shadow, arguments: args, environment: env).flatMap { instance in
             self.bootstrap(instance)
         }.whenFailure { error in
-            self.logger.error("could not start a shadow: \(error); retrying in 2 s")
-            self.scheduleShadowRespawn(after: .seconds(2))
+            switch self.shadowRestarts.died(at: .now()) {
+            case .restart(let delay):
+                self.logger.error("could not start a shadow: \(error); retrying in \(delay.nanoseconds / 1_000_000) ms")
+                self.scheduleShadowRespawn(after: delay)
+            case .giveUp(let count):
+                self.giveUp(role: "shadow", reason: "\(count) failed starts within \(self.configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(error)")
+            }
         }
     }
 
@@ -751,6 +983,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private func healthCheck() {
         let now = NIODeadline.now()
         for instance in [primary].compactMap({ $0 }) + standbys where !instance.isDead && instance.phase != .starting {
+            // A primary busy with one input is the request deadline's to judge (and blame), not the health check's.
+            if instance === primary && deadlineWatch?.instance === instance { continue }
             if let ping = instance.outstandingPing {
                 // A worker working through a backlog answers pings late but keeps applying: that is
                 // progress, not a hang.
@@ -766,6 +1000,26 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             }
         }
         flushInstances()
+    }
+
+    /// Kills a primary that has spent longer than the request deadline on one input (read from its progress file;
+    /// the input is then quarantined by ``instanceDied(_:reason:)``).
+    private func checkRequestDeadline() {
+        guard let p = primary, !p.isDead, p.sentSequence > p.appliedSequence,
+            let executing = WorkerProgress.executing(path: p.progressPath)
+        else {
+            deadlineWatch = nil
+            return
+        }
+        let now = NIODeadline.now()
+        guard let watch = deadlineWatch, watch.instance === p, watch.sequence == executing else {
+            deadlineWatch = (p, executing, now)
+            return
+        }
+        let millis = configuration.requestDeadline.nanoseconds / 1_000_000
+        guard now - watch.since >= configuration.requestDeadline else { return }
+        p.killCause = .deadline(sequence: executing, millis: millis)
+        p.fail(SupervisorError(.timeout, "instance \(p.id) spent more than \(millis) ms on input \(executing); killed"))
     }
 
     /// Takes a snapshot from the shadow (never pausing the primary) and writes it to the journal directory.

@@ -11,6 +11,8 @@ public struct Discrepancy: Codable, Sendable, Equatable {
         case state
         /// A swap or deploy step failed (the message says why).
         case transfer
+        /// An input made an instance trap, exit or pass the request deadline and was quarantined.
+        case quarantine
     }
     /// The sequence number of the request (or checkpoint).
     public var sequence: UInt64
