@@ -25,7 +25,8 @@ func timedCall(port: Int, _ args: [String], timeoutSeconds: Int = 60) async -> (
     return (reply, Date().timeIntervalSince(started))
 }
 
-@Suite("Containment", .serialized)
+extension EndToEnd {
+@Suite("Containment")
 struct ContainmentIntegrationTests {
     @Test("poison: a crash, a hang, a crash — each quarantined, every other client served, nothing lost; a restart skips them; a SIGKILLed supervisor leaves no worker")
     func poisonCrashHangCrash() async throws {
@@ -214,4 +215,5 @@ struct ContainmentIntegrationTests {
         #expect(reply == "OK")
         #expect(await s.stop() == 0)
     }
+}
 }

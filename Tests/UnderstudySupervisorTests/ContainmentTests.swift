@@ -153,3 +153,18 @@ struct WorkerProgressTests {
         none.started(3)  // a worker started without a supervisor's file: a no-op, not a crash
     }
 }
+
+@Suite("Containment: the exit signal decides")
+struct BlameSignalTests {
+    @Test("a trap is a trap even when the supervisor also sent a SIGKILL before the process was reaped")
+    func trapWithSupervisorKill() {
+        let d = DeathReport(reason: "x", executing: 3, signal: SIGILL, exitStatus: nil, killedBySupervisor: .supervisor)
+        guard case .quarantine(3, let reason) = BlameVerdict.judge(d, earlierDeaths: 0) else {
+            Issue.record("a trap with a supervisor kill pending was not quarantined at once")
+            return
+        }
+        #expect(reason.contains("crashed"))
+        let k = DeathReport(reason: "x", executing: 3, signal: SIGKILL, exitStatus: nil, killedBySupervisor: .supervisor)
+        #expect(BlameVerdict.judge(k, earlierDeaths: 0) == .retry(sequence: 3))
+    }
+}

@@ -31,7 +31,10 @@ enum BlameVerdict: Equatable, Sendable {
             return .quarantine(sequence: sequence, reason: "the primary passed the request deadline (\(millis) ms) on it and was killed")
         }
         if let signal = death.signal {
-            if outsideSignals.contains(signal) || death.killedBySupervisor != nil {
+            // The signal that ended the process decides: a trap stays a trap even if the supervisor, seeing the
+            // connection drop, sent a SIGKILL before the process was reaped. A SIGKILL the supervisor sent for
+            // another reason (a broken stream) is no evidence against the input.
+            if outsideSignals.contains(signal) {
                 return earlierDeaths >= 1
                     ? .quarantine(sequence: sequence, reason: "two instances died executing it (the last by \(signalName(signal)))")
                     : .retry(sequence: sequence)

@@ -925,6 +925,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     /// Adds an instance that has been restored at `sequence` as a standby and starts feeding it.
     func addStandby(_ instance: WorkerInstance, restoredAt sequence: UInt64) {
+        instance.restored = true
         instance.sentSequence = sequence
         instance.appliedSequence = sequence
         instance.phase = .catchingUp
