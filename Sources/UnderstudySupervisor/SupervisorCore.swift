@@ -53,6 +53,12 @@ public struct SupervisorStatus: Codable, Sendable {
     public var givenUpRoles: [String]
     /// The request deadline, in milliseconds.
     public var requestDeadlineMillis: Int64
+    /// The live standby's lag behind the head, in milliseconds (0 when in step).
+    public var standbyLagMillis: Int64
+    /// Client sockets are not being read until the standby catches up (`--max-standby-lag-ms`).
+    public var intakeThrottled: Bool
+    /// How many times intake was throttled so far.
+    public var intakeThrottleEngagements: Int
 }
 
 /// Probation as `GET /status` shows it.
@@ -178,6 +184,7 @@ final class SupervisorCore: @unchecked Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     self.nextClientID += 1
                     let handler = RESPConnectionHandler(pipeline: self.pipeline, clientID: self.nextClientID)
+                    try channel.pipeline.syncOperations.addHandler(IntakeThrottleHandler(throttle: self.pipeline.intakeThrottle))
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
                     try channel.pipeline.syncOperations.addHandler(handler)
@@ -262,7 +269,9 @@ final class SupervisorCore: @unchecked Sendable {
             discrepancies: shadowing.totalDiscrepancies, workerRestarts: pipeline.restarts,
             uptimeSeconds: Date().timeIntervalSince(startedAt), quarantined: pipeline.quarantine.list,
             givenUpRoles: pipeline.givenUpRoles,
-            requestDeadlineMillis: configuration.pipeline.requestDeadline.nanoseconds / 1_000_000)
+            requestDeadlineMillis: configuration.pipeline.requestDeadline.nanoseconds / 1_000_000,
+            standbyLagMillis: pipeline.standbyLag.nanoseconds / 1_000_000, intakeThrottled: pipeline.intakeThrottle.engaged,
+            intakeThrottleEngagements: pipeline.intakeThrottle.engagements)
     }
 
     /// `understudy swap`: the live same-version shadow takes over.

@@ -16,6 +16,7 @@ final class SupervisorMetrics: @unchecked Sendable {
     lazy var latency = Metrics.Timer(label: "understudy_request_latency_seconds", factory: factory)
     lazy var workerRestarts = Counter(label: "understudy_worker_restarts_total", factory: factory)
     lazy var quarantinedInputs = Counter(label: "understudy_quarantined_inputs_total", factory: factory)
+    lazy var intakeThrottled = Counter(label: "understudy_intake_throttled_total", factory: factory)
     lazy var snapshotSeconds = Metrics.Timer(label: "understudy_snapshot_seconds", factory: factory)
     lazy var shadowLagRecords = Gauge(label: "understudy_shadow_lag_records", factory: factory)
     lazy var shadowLagMillis = Gauge(label: "understudy_shadow_lag_ms", factory: factory)

@@ -138,6 +138,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Kill a primary that has not finished one input in this many milliseconds, and quarantine the input.")
     var requestDeadlineMs: Int64 = 5000
 
+    @Option(name: .long, help: "Stop reading client sockets while the live standby lags more than this many milliseconds (0: never).")
+    var maxStandbyLagMs: Int64 = 100
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -170,6 +173,8 @@ struct Run: AsyncParsableCommand {
         configuration.pipeline.snapshotEveryRecords = snapshotEvery
         guard requestDeadlineMs > 0 else { throw ValidationError("--request-deadline-ms must be positive") }
         configuration.pipeline.requestDeadlineMillis = requestDeadlineMs
+        guard maxStandbyLagMs >= 0 else { throw ValidationError("--max-standby-lag-ms must be 0 or more") }
+        configuration.pipeline.maxStandbyLagMillis = maxStandbyLagMs
         configuration.transfer.pauseBudgetMillis = pauseBudgetMs
         configuration.swapTiming.deadlineMillis = max(0, swapDeadlineMs)
         configuration.transfer.probationSeconds = probationSeconds

@@ -45,6 +45,17 @@ public struct PipelineConfiguration: Sendable {
     }
     /// Back-off and intensity limit for restarts that no input explains.
     public var restartPolicy: RestartPolicy
+    /// The standby lag limit in milliseconds; 0 turns the throttle off.
+    public var maxStandbyLagMillis: Int64 {
+        get { maxStandbyLag.nanoseconds / 1_000_000 }
+        set { maxStandbyLag = newValue > 0 ? .milliseconds(newValue) : .hours(24 * 365) }
+    }
+    /// When the live standby (the failover target) falls further behind than this, client sockets stop being read
+    /// until it has caught up to half of it (`--max-standby-lag-ms`, default 100 ms): throughput is that of the
+    /// slower replica, by design, so that failover and swap stay available.
+    public var maxStandbyLag: TimeAmount
+    /// The least time between two snapshots taken by the schedule (by inputs or by time).
+    public var minimumSnapshotSpacing: TimeAmount
 
     /// Creates a configuration with documented defaults.
     public init(
@@ -52,8 +63,11 @@ public struct PipelineConfiguration: Sendable {
         maximumHeldRequests: Int = 100_000, tickInterval: TimeAmount = .milliseconds(100),
         hangTimeout: TimeAmount = .seconds(5), snapshotEveryRecords: UInt64 = 200_000,
         snapshotInterval: TimeAmount = .seconds(60), shadow: Bool = true, requestDeadline: TimeAmount = .seconds(5),
-        restartPolicy: RestartPolicy = RestartPolicy()
+        restartPolicy: RestartPolicy = RestartPolicy(), maxStandbyLag: TimeAmount = .milliseconds(100),
+        minimumSnapshotSpacing: TimeAmount = .seconds(1)
     ) {
+        self.maxStandbyLag = maxStandbyLag
+        self.minimumSnapshotSpacing = minimumSnapshotSpacing
         self.requestDeadline = requestDeadline
         self.restartPolicy = restartPolicy
         self.fsync = fsync
@@ -152,6 +166,10 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private(set) var givenUpRoles: [String] = []
     /// The pipeline has finished its start (recovery) and serves.
     private(set) var serving = false
+    /// Holds client reads while the standby lags (see ``PipelineConfiguration/maxStandbyLag``).
+    let intakeThrottle = IntakeThrottle()
+    /// The head sequence when the last scheduled snapshot was asked for.
+    private var lastSnapshotRequestSequence: UInt64 = 0
     /// Called when an input is quarantined (metrics, the discrepancy log).
     var quarantineObservers: [(QuarantineEntry) -> Void] = []
     private(set) var stopping = false
@@ -443,7 +461,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         log.append(Entry(request: request, sink: sink, enqueuedAt: .now()))
         // Primary first: standbys get this input once the primary has applied it (see instanceApplied).
         if let primary { pump(primary) }
-        if seq - lastSnapshotSequence >= configuration.snapshotEveryRecords { takeSnapshot() }
+        if seq - max(lastSnapshotSequence, lastSnapshotRequestSequence) >= configuration.snapshotEveryRecords { scheduledSnapshot() }
     }
 
     /// Journals a checkpoint: every instance reports its digest at this sequence point.
@@ -569,6 +587,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             journal.wakeWriter()
         }
         flushInstances()
+        adjustIntakeThrottle()
         let clients = dirtyClients
         dirtyClients.removeAll(keepingCapacity: true)
         for c in clients { c.flushNow() }
@@ -976,12 +995,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             if NIODeadline.now() - self.lastSnapshotAt >= self.configuration.snapshotInterval,
                 self.lastSequence > self.lastSnapshotSequence
             {
-                self.takeSnapshot()
+                self.scheduledSnapshot()
             }
         })
     }
 
     private func healthCheck() {
+        // Also when no client is read (the throttle engaged, the standby gone): never stay throttled by mistake.
+        adjustIntakeThrottle()
         let now = NIODeadline.now()
         for instance in [primary].compactMap({ $0 }) + standbys where !instance.isDead && instance.phase != .starting {
             // A primary busy with one input is the request deadline's to judge (and blame), not the health check's.
@@ -1021,6 +1042,36 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         guard now - watch.since >= configuration.requestDeadline else { return }
         p.killCause = .deadline(sequence: executing, millis: millis)
         p.fail(SupervisorError(.timeout, "instance \(p.id) spent more than \(millis) ms on input \(executing); killed"))
+    }
+
+    /// A snapshot the schedule asks for: never while one is in flight, never sooner than the minimum spacing after
+    /// the last, and never while a standby is catching up (its lag would make every snapshot stale at birth, and
+    /// the snapshot would compete with the catch-up).
+    private func scheduledSnapshot() {
+        guard !snapshotInProgress, NIODeadline.now() - lastSnapshotAt >= configuration.minimumSnapshotSpacing,
+            !standbys.contains(where: { $0.phase == .catchingUp || $0.phase == .restoring }),
+            let source = snapshotSource, source.isLive
+        else { return }
+        lastSnapshotRequestSequence = lastSequence
+        takeSnapshot()
+    }
+
+    /// The live standby's lag behind the head, in time: how long ago the oldest input it has not applied arrived.
+    var standbyLag: TimeAmount {
+        guard let s = failoverTarget, s.isLive, s.appliedSequence < lastSequence else { return .zero }
+        guard let i = entryIndex(s.appliedSequence + 1) else { return .hours(1) }
+        return NIODeadline.now() - log[i].enqueuedAt
+    }
+
+    /// Engages the intake throttle while the live standby lags more than the limit; releases it below half.
+    private func adjustIntakeThrottle() {
+        let lag = standbyLag
+        if intakeThrottle.engaged {
+            if lag.nanoseconds <= configuration.maxStandbyLag.nanoseconds / 2 { intakeThrottle.release() }
+        } else if lag > configuration.maxStandbyLag {
+            intakeThrottle.engage()
+            metrics.intakeThrottled.increment()
+        }
     }
 
     /// Takes a snapshot from the shadow (never pausing the primary) and writes it to the journal directory.
