@@ -41,7 +41,8 @@ func compareReplies(_ ours: [UInt8], _ theirs: [UInt8], _ mode: Comparison) -> S
 }
 
 /// Runs seeded command sequences against redis-server and both versions in-process.
-@Suite("Differential against redis-server", .serialized)
+@Suite("Differential against redis-server", .serialized,
+       .enabled(if: RedisServer.isAvailable, "redis-server is not installed; install it to run the differential tests"))
 struct DifferentialTests {
     struct Mismatch: CustomStringConvertible {
         var index: Int
@@ -111,12 +112,9 @@ struct DifferentialTests {
         return mismatches
     }
 
-    /// Runs `body` against a fresh redis-server and expects no mismatches (skips when redis-server is absent).
+    /// Runs `body` against a fresh redis-server and expects no mismatches.
     private func againstRedis(_ body: (RESPClient) throws -> [Mismatch]) throws {
-        guard let exe = RedisServer.executable else {
-            print("SKIPPED: redis-server is not installed; install redis-server to run the differential test")
-            return
-        }
+        let exe = try #require(RedisServer.executable, "redis-server is not installed")
         let server = try RedisServer(executable: exe)
         defer { server.stop() }
         let all = try body(try server.connect())

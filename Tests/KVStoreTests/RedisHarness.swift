@@ -153,6 +153,9 @@ final class RedisServer {
         return nil
     }
 
+    /// True when a redis-server executable is installed (the condition of the tests that need one).
+    static var isAvailable: Bool { executable != nil }
+
     let process = Process()
     let port: UInt16
     var stopped = false
