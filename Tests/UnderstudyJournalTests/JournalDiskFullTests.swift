@@ -52,8 +52,7 @@ struct JournalDiskFullTests {
             let target = directory.file("small")
             try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
             guard geteuid() == 0, mount("tmpfs", target, "tmpfs", 0, "size=256k") == 0 else {
-                print("skipping the real tmpfs check: not root or cannot mount")
-                return
+                try Test.cancel("needs root and permission to mount a tmpfs")
             }
             defer { umount2(target, Int32(MNT_DETACH)) }
             let journal = try Journal.open(
