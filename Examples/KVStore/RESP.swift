@@ -154,24 +154,41 @@ public enum RedisNumber {
     @inlinable public static func format(_ v: Int64) -> [UInt8] { Array(String(v).utf8) }
 }
 
-/// Redis's glob matcher (`stringmatchlen`), binary safe.
+/// Redis's glob matcher (`stringmatchlen` of Redis 7.0), binary safe, in O(pattern × string) time.
+///
+/// Gives Redis's answer for every pattern, malformed ones included: `?`, `*`, `[abc]`, `[^a]`, `[a-z]`
+/// (bounds compared as signed chars, as Redis does, and swapped when reversed), and `\` escapes; an
+/// unterminated `[` ends the class at the end of the pattern and a trailing `\` is literal. Like Redis, a
+/// pattern fails when matching would have to go past its 1001st group of stars (Redis's nesting limit).
+///
+/// Redis's recursion gives up on every earlier star once the rest of the pattern after a later star has
+/// failed at every position (its `skipLongerMatches`), so a failure only ever moves the most recent star on
+/// by one character: this loop keeps that one star as its single backtracking point.
+/// - Parameters:
+///   - pattern: the glob pattern.
+///   - string: the bytes to match.
+///   - nocase: compare ASCII letters without case.
+/// - Returns: true when the whole string matches the whole pattern.
 public func globMatch(_ pattern: [UInt8], _ string: [UInt8], nocase: Bool = false) -> Bool {
-    func lower(_ c: UInt8) -> UInt8 { (c >= 65 && c <= 90) ? c + 32 : c }
-    func match(_ p0: Int, _ s0: Int, _ depth: Int) -> Bool {
-        var p = p0, s = s0
-        let plen = pattern.count, slen = string.count
-        if depth > 1000 { return false }
-        while p < plen && s < slen {
+    @inline(__always) func fold(_ c: UInt8) -> UInt8 { nocase && c >= 65 && c <= 90 ? c + 32 : c }
+    let plen = pattern.count, slen = string.count
+    var p = 0, s = 0
+    // The pattern index just past the most recent group of stars, and where in the string its current try began.
+    var starPattern = -1, starString = 0
+    var starGroups = 0
+    while true {
+        var failed = false
+        scan: while p < plen && s < slen {
             switch pattern[p] {
             case UInt8(ascii: "*"):
                 while p + 1 < plen && pattern[p + 1] == UInt8(ascii: "*") { p += 1 }
                 if p + 1 == plen { return true }
-                var k = s
-                while k < slen {
-                    if match(p + 1, k, depth + 1) { return true }
-                    k += 1
-                }
-                return false
+                if starGroups == 1000 { return false }
+                starGroups += 1
+                starPattern = p + 1
+                starString = s
+                p = starPattern
+                continue scan
             case UInt8(ascii: "?"):
                 s += 1
             case UInt8(ascii: "["):
@@ -179,46 +196,50 @@ public func globMatch(_ pattern: [UInt8], _ string: [UInt8], nocase: Bool = fals
                 let not = p < plen && pattern[p] == UInt8(ascii: "^")
                 if not { p += 1 }
                 var matched = false
+                let c = string[s]
                 while true {
-                    if p < plen && pattern[p] == UInt8(ascii: "\\") && p + 2 <= plen - 1 + 1 && p + 1 < plen {
+                    if p + 1 < plen && pattern[p] == UInt8(ascii: "\\") {
                         p += 1
-                        if pattern[p] == string[s] { matched = true }
+                        if pattern[p] == c { matched = true }
                     } else if p < plen && pattern[p] == UInt8(ascii: "]") {
                         break
                     } else if p >= plen {
                         p -= 1
                         break
                     } else if p + 2 < plen && pattern[p + 1] == UInt8(ascii: "-") {
-                        var start = pattern[p], end = pattern[p + 2]
-                        var c = string[s]
+                        // C compares plain (signed) chars.
+                        var start = Int(Int8(bitPattern: pattern[p])), end = Int(Int8(bitPattern: pattern[p + 2]))
+                        var x = Int(Int8(bitPattern: c))
                         if start > end { swap(&start, &end) }
                         if nocase {
-                            start = lower(start)
-                            end = lower(end)
-                            c = lower(c)
+                            start = Int(Int8(bitPattern: fold(UInt8(bitPattern: Int8(start)))))
+                            end = Int(Int8(bitPattern: fold(UInt8(bitPattern: Int8(end)))))
+                            x = Int(Int8(bitPattern: fold(c)))
                         }
                         p += 2
-                        if c >= start && c <= end { matched = true }
-                    } else {
-                        if nocase {
-                            if lower(pattern[p]) == lower(string[s]) { matched = true }
-                        } else if pattern[p] == string[s] {
-                            matched = true
-                        }
+                        if x >= start && x <= end { matched = true }
+                    } else if fold(pattern[p]) == fold(c) {
+                        matched = true
                     }
                     p += 1
                 }
                 if not { matched = !matched }
-                if !matched { return false }
+                if !matched {
+                    failed = true
+                    break scan
+                }
                 s += 1
             case UInt8(ascii: "\\"):
                 if p + 1 < plen { p += 1 }
-                fallthrough
+                if fold(pattern[p]) != fold(string[s]) {
+                    failed = true
+                    break scan
+                }
+                s += 1
             default:
-                if nocase {
-                    if lower(pattern[p]) != lower(string[s]) { return false }
-                } else if pattern[p] != string[s] {
-                    return false
+                if fold(pattern[p]) != fold(string[s]) {
+                    failed = true
+                    break scan
                 }
                 s += 1
             }
@@ -228,7 +249,12 @@ public func globMatch(_ pattern: [UInt8], _ string: [UInt8], nocase: Bool = fals
                 break
             }
         }
-        return p == plen && s == slen
+        if !failed && p == plen && s == slen { return true }
+        // Try the rest of the pattern one character further on after the most recent star.
+        guard starPattern >= 0 else { return false }
+        starString += 1
+        if starString >= slen { return false }
+        p = starPattern
+        s = starString
     }
-    return match(0, 0, 0)
 }
