@@ -178,7 +178,9 @@ extension KVStorage {
         if expire == kvNoExpiry { return .integer(-1) }
         var ttl = absolute ? expire : expire - env.now
         if ttl < 0 { ttl = 0 }
-        return .integer(ms ? ttl : (ttl + 500) / 1000)
+        if ms { return .integer(ttl) }
+        // Rounded to seconds without overflow: Redis 7.0 answers 9223372036854776 for PEXPIREAT k 2^63-1.
+        return .integer(Int64((UInt64(ttl) + 500) / 1000))
     }
 
     mutating func cmdPersist(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
@@ -196,6 +198,9 @@ extension KVStorage {
                 replace = true
             } else if eq(a[j], "db") && j + 1 < a.count {
                 guard let db = RedisNumber.parseInt(a[j + 1]) else { return .notInteger }
+                guard db >= Int64(Int32.min), db <= Int64(Int32.max) else {
+                    return .error("ERR value is out of range, value must between -2147483648 and 2147483647")
+                }
                 if db != 0 { return .error("ERR DB index is out of range") }
                 j += 1
             } else {

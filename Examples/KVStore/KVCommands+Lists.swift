@@ -250,7 +250,9 @@ extension KVStorage {
         default: return .wrongType
         }
         let fromHead = rank > 0
-        let r = rank == .min ? Int64.max : abs(rank)
+        // Redis negates the rank in C: -LONG_MIN stays LONG_MIN, so RANK -9223372036854775808 takes the first
+        // match from the tail and then never stops at COUNT (its `matches - rank + 1` wraps negative).
+        let r = fromHead ? rank : 0 &- rank
         var matches: Int64 = 0
         var out: [Reply] = []
         var found: Int64? = nil
@@ -263,7 +265,7 @@ extension KVStorage {
                 if matches >= r {
                     if count != -1 {
                         out.append(.integer(Int64(pos)))
-                        if count != 0 && matches - r + 1 >= count { break }
+                        if count != 0 && matches &- r &+ 1 >= count { break }
                     } else {
                         found = Int64(pos)
                         break
@@ -335,9 +337,9 @@ extension KVStorage {
         guard let numkeys = RedisNumber.parseInt(a[1]), numkeys >= 1 else {
             return .error("ERR numkeys should be greater than 0")
         }
-        let whereIndex = 1 + numkeys + 1
-        if whereIndex >= Int64(a.count) { return .syntax }
-        let wi = Int(whereIndex)
+        // The keys and the LEFT|RIGHT after them must all be there (checked without overflow).
+        if numkeys > Int64(a.count - 3) { return .syntax }
+        let wi = 2 + Int(numkeys)
         guard let left = listEnd(a[wi]) else { return .syntax }
         var count: Int64 = -1
         var j = wi + 1

@@ -236,17 +236,20 @@ extension KVStorage {
         if offset < 0 { return .error("ERR offset is out of range") }
         let value = a[3]
         let tooBig = Reply.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        // Redis's checkStringLength: the end of the write must not pass 512 MB (nor overflow).
+        let (total, overflow) = offset.addingReportingOverflow(Int64(value.count))
+        let fits = !overflow && total <= Int64(maxStringLength)
         switch kind(a[1], &env) {
         case nil:
             if value.isEmpty { return .integer(0) }
-            if offset + Int64(value.count) > Int64(maxStringLength) { return tooBig }
+            if !fits { return tooBig }
             var s = [UInt8](repeating: 0, count: Int(offset))
             s.append(contentsOf: value)
             write(a[1], .string(s), expireAt: kvNoExpiry, now: env.now)
             return .integer(Int64(s.count))
         case .string:
             if value.isEmpty { return .integer(Int64(stringLength(a[1]))) }
-            if offset + Int64(value.count) > Int64(maxStringLength) { return tooBig }
+            if !fits { return tooBig }
             return modify(a[1], now: env.now) { v in
                 guard case .string(var s)? = v else { return .integer(0) }
                 v = nil

@@ -118,9 +118,10 @@ public enum RedisNumber {
         return Int64(v)
     }
 
-    /// Redis's `string2ld` (strtold, whole string, no leading space, not NaN).
+    /// Redis's `string2ld` (strtold, whole string, no leading space, not NaN, shorter than 5120 bytes; an
+    /// underflow to a subnormal is accepted, one to zero or an overflow is not).
     public static func parseLongDouble(_ b: [UInt8]) -> Float80? {
-        if b.isEmpty || b.count > 5 * 1024 { return nil }
+        if b.isEmpty || b.count >= 5 * 1024 { return nil }
         if b.contains(0) { return nil }
         let first = b[0]
         if first == 32 || (first >= 9 && first <= 13) { return nil }
@@ -131,7 +132,7 @@ public enum RedisNumber {
             errno = 0
             let v = strtold(p.baseAddress!, &end)
             guard let end, end == UnsafeMutablePointer(mutating: p.baseAddress! + b.count) else { return nil }
-            if errno == ERANGE || v.isNaN { return nil }
+            if (errno == ERANGE && (v.isInfinite || v == 0)) || errno == EINVAL || v.isNaN { return nil }
             return v
         }
     }
