@@ -143,7 +143,10 @@ extension KVStorage {
                 var picked: [[UInt8]] = []
                 if l == 0 { return .emptyArray }
                 if l < 0 {
-                    for _ in 0..<Int(min(-l, 1 << 24)) { picked.append(fields[Int(env.context.random.next() % UInt64(fields.count))]) }
+                    let itemBytes = fields.map { bulkReplySize($0) + (withValues ? bulkReplySize(h[$0]!) : 0) }.max() ?? 0
+                    if let error = repeatedPicksTooLarge(count: -l, itemBytes: itemBytes) { return error }
+                    picked.reserveCapacity(Int(-l))
+                    for _ in 0..<Int(-l) { picked.append(fields[Int(env.context.random.next() % UInt64(fields.count))]) }
                 } else if l >= Int64(fields.count) {
                     picked = fields
                 } else {
@@ -302,8 +305,12 @@ extension KVStorage {
                 if l == 0 { return .emptyArray }
                 let members = s.sorted
                 if l < 0 {
+                    if let error = repeatedPicksTooLarge(count: -l, itemBytes: members.map(bulkReplySize).max() ?? 0) {
+                        return error
+                    }
                     var out: [[UInt8]] = []
-                    for _ in 0..<Int(min(-l, 1 << 24)) { out.append(members[Int(env.context.random.next() % UInt64(members.count))]) }
+                    out.reserveCapacity(Int(-l))
+                    for _ in 0..<Int(-l) { out.append(members[Int(env.context.random.next() % UInt64(members.count))]) }
                     return .bulks(out)
                 }
                 if l >= Int64(members.count) { return .bulks(members) }
@@ -315,4 +322,29 @@ extension KVStorage {
             return .bulk(members[Int(env.context.random.next() % UInt64(members.count))])
         }
     }
+}
+
+/// The most bytes a reply of repeated random picks (SRANDMEMBER or HRANDFIELD with a negative count) may take.
+///
+/// Redis 7.0 answers any such count by streaming picks until it runs out of memory; this service builds each
+/// reply whole (and sends it in one frame), so it refuses a count whose reply could pass this size.
+let maxRepeatedPicksReplyBytes: Int64 = 16 << 20
+
+/// The bytes of one bulk string in a reply: `$<len>\r\n<bytes>\r\n`.
+func bulkReplySize(_ b: [UInt8]) -> Int {
+    var digits = 1
+    var n = b.count
+    while n >= 10 {
+        n /= 10
+        digits += 1
+    }
+    return 1 + digits + 2 + b.count + 2
+}
+
+/// The error for a count of repeated picks whose reply could pass ``maxRepeatedPicksReplyBytes``; nil when it fits.
+/// The bound depends only on the state, so every replica answers alike.
+func repeatedPicksTooLarge(count: Int64, itemBytes: Int) -> Reply? {
+    let (total, overflow) = count.multipliedReportingOverflow(by: Int64(itemBytes))
+    if !overflow && total <= maxRepeatedPicksReplyBytes { return nil }
+    return .error("ERR count is too large: the reply could exceed \(maxRepeatedPicksReplyBytes) bytes")
 }
