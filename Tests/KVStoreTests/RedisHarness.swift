@@ -7,7 +7,22 @@ import Glibc
 indirect enum RESPValue: Equatable, Comparable, CustomStringConvertible {
     case simple([UInt8]), error([UInt8]), integer(Int64), bulk([UInt8]?), array([RESPValue]?)
 
-    static func < (a: RESPValue, b: RESPValue) -> Bool { a.description < b.description }
+    /// Orders by the RESP bytes (binary safe: bytes that are not UTF-8 stay distinct).
+    static func < (a: RESPValue, b: RESPValue) -> Bool { a.bytes.lexicographicallyPrecedes(b.bytes) }
+
+    /// The RESP2 encoding.
+    var bytes: [UInt8] {
+        func line(_ type: Character, _ text: [UInt8]) -> [UInt8] { Array(String(type).utf8) + text + [13, 10] }
+        switch self {
+        case .simple(let s): return line("+", s)
+        case .error(let s): return line("-", s)
+        case .integer(let n): return line(":", Array(String(n).utf8))
+        case .bulk(nil): return line("$", Array("-1".utf8))
+        case .bulk(let b?): return line("$", Array(String(b.count).utf8)) + b + [13, 10]
+        case .array(nil): return line("*", Array("-1".utf8))
+        case .array(let items?): return line("*", Array(String(items.count).utf8)) + items.flatMap(\.bytes)
+        }
+    }
 
     var description: String {
         switch self {
@@ -180,7 +195,9 @@ final class RedisServer {
     init(executable: String) throws {
         port = Self.freePort()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["--port", String(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]
+        // One database, as this service has (SELECT 1 and COPY ... DB 1 fail on both).
+        process.arguments = ["--port", String(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1",
+                             "--databases", "1"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
