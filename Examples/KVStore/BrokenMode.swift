@@ -122,7 +122,7 @@ public enum BrokenMode: String, Sendable, CaseIterable {
         case .crash:
             fatalError("kv: deliberately broken: poison (SET of a poison:crash: key)")
         case .hang:
-            while true { hangSpins.add(1, ordering: .relaxed) }
+            while true { hangSpins.wrappingAdd(1, ordering: .relaxed) }
         }
     }
 }
