@@ -34,8 +34,10 @@ public enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Frame layout: `UInt32` little-endian length of what follows, one type byte, then the body.
 public enum FrameCodec {
-    /// The default maximum frame size (type byte plus body): 64 MiB.
-    public static let defaultMaximumFrameSize = 64 << 20
+    /// The default maximum frame size (type byte plus body), in both directions: ``UnderstudyLimits/maxFrameBytes``
+    /// (1 GiB), so a frame carries any input the journal accepts (``UnderstudyLimits/maxInputBytes``) and a
+    /// reply of the same size.
+    public static let defaultMaximumFrameSize = UnderstudyLimits.maxFrameBytes
     /// The bytes before the type byte.
     public static let lengthPrefixSize = 4
 
@@ -85,8 +87,16 @@ public struct FrameDecoder: Sendable {
     var buffer: [UInt8] = []
     var readIndex = 0
 
+    /// Creates a decoder that accepts frames up to ``FrameCodec/defaultMaximumFrameSize``.
+    // Not a default argument: those are compiled into each caller, so a caller built before the limit
+    // changed would keep the old one.
+    public init() {
+        self.maximumFrameSize = FrameCodec.defaultMaximumFrameSize
+    }
+
     /// Creates a decoder.
-    public init(maximumFrameSize: Int = FrameCodec.defaultMaximumFrameSize) {
+    /// - Parameter maximumFrameSize: The largest frame accepted (type byte plus body).
+    public init(maximumFrameSize: Int) {
         self.maximumFrameSize = maximumFrameSize
     }
 
@@ -172,7 +182,7 @@ public enum CommandCodec {
 
     /// Reads one command's arguments.
     public static func decode(from r: inout ByteReader) throws(DecodingError) -> [[UInt8]] {
-        let n = try r.readCount(limit: 1 << 20)
+        let n = try r.readCount(limit: min(UnderstudyLimits.maxArguments, r.remaining))
         var args: [[UInt8]] = []
         args.reserveCapacity(n)
         for _ in 0..<n { args.append(try r.readBytes()) }
@@ -190,7 +200,9 @@ public enum CommandCodec {
     /// Decodes a transaction.
     public static func decodeTransaction(_ payload: [UInt8]) throws(DecodingError) -> [[[UInt8]]] {
         var r = ByteReader(payload)
-        let n = try r.readCount(limit: 1 << 20)
+        // A transaction has no command limit of its own (it is bounded by ``UnderstudyLimits/maxInputBytes``);
+        // every command takes at least one byte.
+        let n = try r.readCount(limit: r.remaining)
         var out: [[[UInt8]]] = []
         for _ in 0..<n { out.append(try decode(from: &r)) }
         guard r.isAtEnd else { throw DecodingError("trailing bytes after transaction") }
