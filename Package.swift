@@ -42,7 +42,7 @@ let package = Package(
         // The durable journal: segments, fsync policies, snapshots, recovery.
         .target(
             name: "UnderstudyJournal",
-            dependencies: [.product(name: "Logging", package: "swift-log")]
+            dependencies: ["UnderstudyWire", .product(name: "Logging", package: "swift-log")]
         ),
         // The prediction engine: kernels, GRU/LSTM, baselines, online trainer.
         .target(name: "UnderstudyPrediction"),

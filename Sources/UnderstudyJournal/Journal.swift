@@ -54,7 +54,8 @@ public final class Journal: Sendable {
     /// Thread-safe; callers must still append in sequence order.
     ///
     /// - Parameter record: The record; its sequence must be ``lastSequence`` + 1.
-    /// - Throws: ``JournalError`` `sequenceOutOfOrder`, `closed`, or the writer's failure (`diskFull`, `ioError`).
+    /// - Throws: ``JournalError`` `recordTooLarge` (the payload exceeds the configuration's `maximumPayloadSize`;
+    ///   nothing is appended), `sequenceOutOfOrder`, `closed`, or the writer's failure (`diskFull`, `ioError`).
     public func append(_ record: JournalRecord) throws {
         try self.core.append(record)
     }

@@ -1,4 +1,5 @@
 import Synchronization
+import UnderstudyWire
 
 /// When the journal's writer calls `fsync`, like Redis's `appendfsync`.
 public enum FsyncPolicy: String, Sendable, CaseIterable {
@@ -19,6 +20,10 @@ public struct JournalConfiguration: Sendable {
     /// On open, cut the journal at the first corrupt record (deleting what follows) and report it, instead of
     /// refusing to open. Default `false`: corruption before the tail is an error.
     public var truncateCorruption: Bool
+    /// The largest record payload ``Journal/append(_:)`` accepts; a larger one is refused with
+    /// ``JournalError/Code-swift.struct/recordTooLarge``. Default and upper bound ``UnderstudyLimits/maxInputBytes``
+    /// (what recovery accepts as a plausible record length).
+    public var maximumPayloadSize: Int
 
     /// A simulated disk size, for tests of a full disk (see ``DiskSpaceLimit``).
     @_spi(Testing) public var diskSpaceLimit: DiskSpaceLimit?
@@ -29,11 +34,20 @@ public struct JournalConfiguration: Sendable {
     ///   - fsync: When the writer fsyncs (default `.everysec`).
     ///   - segmentSize: Roll-over size of a segment file in bytes (default 64 MiB).
     ///   - truncateCorruption: Cut at the first corrupt record on open instead of failing (default `false`).
-    public init(fsync: FsyncPolicy = .everysec, segmentSize: Int = 64 << 20, truncateCorruption: Bool = false) {
+    ///   - maximumPayloadSize: The largest payload an append accepts, at most ``UnderstudyLimits/maxInputBytes``
+    ///     (the default).
+    public init(
+        fsync: FsyncPolicy = .everysec, segmentSize: Int = 64 << 20, truncateCorruption: Bool = false,
+        maximumPayloadSize: Int = UnderstudyLimits.maxInputBytes
+    ) {
         precondition(segmentSize > 0, "segmentSize must be positive")
+        precondition(
+            maximumPayloadSize >= 0 && maximumPayloadSize <= UnderstudyLimits.maxInputBytes,
+            "maximumPayloadSize must be between 0 and UnderstudyLimits.maxInputBytes")
         self.fsync = fsync
         self.segmentSize = segmentSize
         self.truncateCorruption = truncateCorruption
+        self.maximumPayloadSize = maximumPayloadSize
         self.diskSpaceLimit = nil
     }
 }

@@ -121,7 +121,10 @@ final class JournalCore: Sendable {
     // MARK: - Appending
 
     func append(_ record: JournalRecord, wakeWriter: Bool = true) throws(JournalError) {
-        precondition(record.payload.count <= RecordCodec.maxPayload, "journal record payload too large")
+        let maximumPayload = min(self.configuration.maximumPayloadSize, RecordCodec.maxPayload)
+        guard record.payload.count <= maximumPayload else {
+            throw JournalError.recordTooLarge(sequence: record.sequence, size: record.payload.count, maximum: maximumPayload)
+        }
         var outcome: AppendOutcome = .none
         try withUnsafeTemporaryAllocation(byteCount: RecordCodec.overhead, alignment: 8) {
             (scratch: UnsafeMutableRawBufferPointer) throws(JournalError) -> Void in

@@ -12,7 +12,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Base: String, Hashable, Sendable {
             case corruptRecord, sequenceGap, directoryMissing, notADirectory, directoryNotWritable, locked
-            case diskFull, ioError, sequenceOutOfOrder, closed, sequenceUnavailable, corruptSnapshot
+            case diskFull, ioError, sequenceOutOfOrder, closed, sequenceUnavailable, corruptSnapshot, recordTooLarge
         }
 
         private let base: Base
@@ -42,6 +42,8 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
         public static let sequenceUnavailable = Code(.sequenceUnavailable)
         /// A snapshot file failed its checksum or could not be parsed.
         public static let corruptSnapshot = Code(.corruptSnapshot)
+        /// An appended record's payload is larger than the journal accepts; nothing was appended.
+        public static let recordTooLarge = Code(.recordTooLarge)
 
         /// The code's name.
         public var description: String { self.base.rawValue }
@@ -180,6 +182,15 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
             message: "records from sequence \(requested) are no longer kept (the oldest kept is \(oldest), older "
                 + "ones were removed after a snapshot); start from the newest snapshot instead",
             sequence: requested, foundSequence: oldest
+        )
+    }
+
+    static func recordTooLarge(sequence: UInt64, size: Int, maximum: Int) -> Self {
+        Self(
+            code: .recordTooLarge,
+            message: "record \(sequence) has a payload of \(size) bytes, more than the journal's maximum of \(maximum) "
+                + "bytes; it was not appended (the journal is unchanged). Refuse inputs this large before journaling them",
+            sequence: sequence
         )
     }
 

@@ -1,3 +1,5 @@
+import UnderstudyWire
+
 /// One journaled request: its sequence number, the context a handler may read (time, seed) and the request bytes.
 public struct JournalRecord: Sendable, Equatable {
     /// The record's sequence number; the first record of a journal is 1 and they increase by one.
@@ -44,8 +46,9 @@ enum RecordCodec {
     static let headerSize = 29
     static let trailerSize = 4
     static let overhead = headerSize + trailerSize
-    /// The largest payload accepted; a larger length field is corruption.
-    static let maxPayload = 256 << 20
+    /// The largest payload any journal holds (``UnderstudyLimits/maxInputBytes``); a larger length field is
+    /// corruption.
+    static let maxPayload = UnderstudyLimits.maxInputBytes
 
     /// The encoded size of a record with `payloadCount` payload bytes.
     @inline(__always)
