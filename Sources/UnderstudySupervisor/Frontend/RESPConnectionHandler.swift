@@ -13,6 +13,8 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
 
     let pipeline: RequestPipeline
     let clientID: Int64
+    /// The largest journaled input: a command or a whole MULTI/EXEC transaction (``RESPLimits/maximumInputBytes``).
+    let maximumInputBytes: Int
     private var context: ChannelHandlerContext?
     private var slots = CircularBuffer<[UInt8]?>()
     private var slotBase = 0
@@ -20,12 +22,22 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     private var closeAfterReplies = false
     private var inMulti = false
     private var multiQueue: [[[UInt8]]] = []
+    /// The encoded size of the commands in `multiQueue` (``CommandCodec/encodedSize(_:)`` of each).
+    private var multiQueueBytes = 0
     private var multiFailed = false
     private var name: [UInt8]?
 
-    init(pipeline: RequestPipeline, clientID: Int64) {
+    /// Creates the handler of one connection.
+    ///
+    /// - Parameters:
+    ///   - pipeline: Where commands go to be journaled and applied.
+    ///   - clientID: The connection's id (`CLIENT ID`).
+    ///   - maximumInputBytes: The largest journaled input (default ``UnderstudyLimits/maxInputBytes``); a larger
+    ///     command or MULTI queue is refused before it reaches the pipeline.
+    init(pipeline: RequestPipeline, clientID: Int64, maximumInputBytes: Int = UnderstudyLimits.maxInputBytes) {
         self.pipeline = pipeline
         self.clientID = clientID
+        self.maximumInputBytes = maximumInputBytes
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -90,6 +102,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             } else {
                 inMulti = true
                 multiQueue = []
+                multiQueueBytes = 0
                 multiFailed = false
                 reply(RESPValue.ok)
             }
@@ -98,6 +111,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             if inMulti {
                 inMulti = false
                 multiQueue = []
+                multiQueueBytes = 0
                 reply(RESPValue.ok)
             } else {
                 reply(RESPValue.errorBytes("ERR DISCARD without MULTI"))
@@ -111,6 +125,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             inMulti = false
             let queued = multiQueue
             multiQueue = []
+            multiQueueBytes = 0
             if multiFailed {
                 reply(RESPValue.errorBytes("EXECABORT Transaction discarded because of previous errors."))
             } else if queued.isEmpty {
@@ -164,12 +179,33 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             break
         }
         if inMulti {
-            multiQueue.append(args)
-            reply(Array("+QUEUED\r\n".utf8))
+            queue(args)
             return
         }
         remote(tag: InputTag.resp, payload: CommandCodec.encode(args))
     }
+
+    /// Queues a command inside MULTI, unless the transaction would exceed the largest journaled input: then the
+    /// queue is dropped and the transaction marked failed, so EXEC answers EXECABORT (as after any queueing error).
+    private func queue(_ args: [[UInt8]]) {
+        if !multiFailed {
+            let bytes = multiQueueBytes + CommandCodec.encodedSize(args)
+            let size = CommandCodec.encodedTransactionSize(commandCount: multiQueue.count + 1, commandBytes: bytes)
+            guard size <= maximumInputBytes else {
+                multiQueue = []
+                multiQueueBytes = 0
+                multiFailed = true
+                reply(RESPValue.errorBytes("ERR MULTI queue exceeds \(maximumInputBytes) bytes; transaction discarded"))
+                return
+            }
+            multiQueue.append(args)
+            multiQueueBytes = bytes
+        }
+        // After a failure nothing more is kept: EXEC will only abort.
+        reply(Self.queued)
+    }
+
+    private static let queued: [UInt8] = Array("+QUEUED\r\n".utf8)
 
     private func reply(_ bytes: [UInt8]) {
         slots.append(bytes)
@@ -177,6 +213,13 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     }
 
     private func remote(tag: UInt8, payload: [UInt8]) {
+        // The decoder and the MULTI queue already keep inputs within the limit; this keeps the journal's promise
+        // whatever decoder limits the handler was paired with.
+        guard payload.count <= maximumInputBytes else {
+            reply(RESPValue.errorBytes(
+                "ERR input of \(payload.count) bytes exceeds the maximum of \(maximumInputBytes) bytes; not executed"))
+            return
+        }
         let slot = slotBase + slots.count
         slots.append(nil)
         // A strong reference: the pipeline drops the sink once it has answered, and a closed connection's
