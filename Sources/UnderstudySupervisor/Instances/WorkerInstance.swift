@@ -413,10 +413,9 @@ final class WorkerInstance: @unchecked Sendable {
 
     /// Sends SIGKILL to the process if it is still running.
     func kill() {
-        if let process, process.isRunning {
-            if killCause == nil { killCause = .supervisor }
-            Foundation.kill(process.processIdentifier, SIGKILL)
-        }
+        // Not a cause by itself: the supervisor names its reasons (deadline, failed health check) before it kills;
+        // this is also the clean-up after a worker that already died or closed its connection.
+        if let process, process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
     }
 
     /// Asks the worker to exit and closes the connection.

@@ -885,6 +885,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// A shadow died (no input explains it: shadows only run inputs the primary survived): respawn it with
     /// back-off, or give the role up past the intensity limit.
     private func shadowDiedUnexplained(_ instance: WorkerInstance, reason: String) {
+        // A kill from outside (an operator, the OOM killer, a chaos test) says nothing about the worker: replace it
+        // at once without counting. A crash, an exit or a failed health check counts toward the intensity limit.
+        if let death = instance.death, death.killedBySupervisor == nil, let signal = death.signal,
+            BlameVerdict.outsideSignals.contains(signal)
+        {
+            scheduleShadowRespawn()
+            return
+        }
         switch shadowRestarts.died(at: .now()) {
         case .restart(let delay):
             scheduleShadowRespawn(after: max(delay, .milliseconds(200)))
@@ -1013,6 +1021,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 if instance.appliedSequence > ping.applied {
                     instance.outstandingPing = (ping.nonce, now, instance.appliedSequence)
                 } else if now - ping.sentAt > configuration.hangTimeout {
+                    instance.killCause = .supervisor
                     instance.fail(SupervisorError(.timeout, "worker \(instance.id) did not answer a health check for \(configuration.hangTimeout.nanoseconds / 1_000_000) ms; killed as hung"))
                 }
             } else {
