@@ -70,7 +70,7 @@ public struct ServiceEngine<Service: UnderstudyService> {
                 send(.error(code: .outOfOrder, message: "expected sequence \(lastSequence &+ 1), got \(r.sequence); not applied"))
                 return .continue
             }
-            send(.applied(apply(r)))
+            send(.applied(Self.bounded(apply(r))))
         case .ping(let nonce):
             send(.pong(nonce: nonce, sequence: lastSequence))
         case .digestRequest:
@@ -131,7 +131,7 @@ public struct ServiceEngine<Service: UnderstudyService> {
             let response = service.handle(ServiceRequest(tag: r.tag, payload: r.payload), state: &fork, context: &context)
             _ = fork.drainTouchedKeys()
             forks[id] = fork
-            send(.forkResult(forkID: id, response: response))
+            send(.forkResult(forkID: id, response: Self.boundedReply(response)))
         case .forkDrop(let id):
             forks[id] = nil
             send(.forkAck(forkID: id))
@@ -146,6 +146,33 @@ public struct ServiceEngine<Service: UnderstudyService> {
             send(.error(code: .unexpectedMessage, message: "a worker does not accept frame type \(message.frameType)"))
         }
         return .continue
+    }
+
+    /// The largest reply a worker sends: what fits one frame with the keys it touched and room to spare.
+    static var maximumReplyBytes: Int { UnderstudyLimits.maxFrameBytes - UnderstudyLimits.frameHeaderSlack }
+
+    /// A reply too large for a frame becomes an error reply — the same on every replica, since it depends on the
+    /// reply alone — instead of a frame the supervisor would refuse (or a length that does not fit its field).
+    static func boundedReply(_ response: [UInt8]) -> [UInt8] {
+        guard response.count > maximumReplyBytes else { return response }
+        return Array("-ERR reply of \(response.count) bytes exceeds the maximum of \(maximumReplyBytes) bytes\r\n".utf8)
+    }
+
+    /// ``boundedReply(_:)`` for a whole result: the touched and written keys count toward the frame too.
+    static func bounded(_ result: ApplyResult) -> ApplyResult {
+        var size = result.response.count
+        for key in result.touched { size += key.count + 10 }
+        for key in result.written { size += key.count + 10 }
+        guard size > maximumReplyBytes else { return result }
+        var r = result
+        r.response = Array("-ERR reply of \(result.response.count) bytes exceeds the maximum of \(maximumReplyBytes) bytes\r\n".utf8)
+        if size - result.response.count > maximumReplyBytes / 2 {
+            // Keys alone would overflow the frame: drop them (the digest still covers the state; only the
+            // prediction engine and the comparison's key hints lose this request's keys).
+            r.touched = []
+            r.written = []
+        }
+        return r
     }
 
     func checkpointDigest(_ r: ApplyRequest) -> [UInt8] {

@@ -183,7 +183,8 @@ final class SupervisorCore: @unchecked Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     self.nextClientID += 1
-                    let handler = RESPConnectionHandler(pipeline: self.pipeline, clientID: self.nextClientID)
+                    let handler = RESPConnectionHandler(
+                        pipeline: self.pipeline, clientID: self.nextClientID, maximumInputBytes: limits.maximumInputBytes)
                     try channel.pipeline.syncOperations.addHandler(IntakeThrottleHandler(throttle: self.pipeline.intakeThrottle))
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
