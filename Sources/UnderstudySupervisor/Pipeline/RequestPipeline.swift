@@ -10,6 +10,43 @@ import UnderstudyWire
 /// Where a request's reply goes once it may be released (called on the core event loop).
 typealias ReplySink = ([UInt8]) -> Void
 
+/// Why the supervisor itself answers a request (the service never saw it, or it was quarantined).
+enum PipelineFailure: Sendable, Equatable {
+    /// The supervisor is stopping.
+    case shuttingDown
+    /// Intake is paused and the hold queue is full.
+    case busy
+    /// The journal could not take the input (the message says why); nothing was applied.
+    case journal(String)
+    /// The input made an instance trap, exit or pass the deadline; it is never applied again.
+    case quarantined(sequence: UInt64, reason: String)
+    /// The primary role was given up.
+    case unavailable(String)
+
+    /// The message, protocol-neutral.
+    var message: String {
+        switch self {
+        case .shuttingDown: return "the server is shutting down"
+        case .busy: return "intake is paused (swap or failover in progress) and the hold queue is full; retry"
+        case .journal(let why): return "journal write failed: \(why); the request was not applied"
+        case .quarantined(let seq, let reason): return "request quarantined: \(reason) (sequence \(seq))"
+        case .unavailable(let why): return "service unavailable: the primary was given up after repeated failures to start (\(why))"
+        }
+    }
+
+    /// The reply a Redis-protocol client gets.
+    var respBytes: [UInt8] {
+        switch self {
+        case .busy: return RESPValue.errorBytes("BUSY " + message)
+        default: return RESPValue.errorBytes("ERR " + message)
+        }
+    }
+}
+
+/// Formats the supervisor's own replies in a front-end's protocol, by input tag (RESP unless a front-end
+/// registered another formatter for its tag).
+typealias FailureFormatter = (PipelineFailure) -> [UInt8]
+
 /// Something that wants to be flushed once per event-loop turn (a client connection).
 protocol Flushable: AnyObject {
     func flushNow()
@@ -428,11 +465,11 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func submit(tag: UInt8, payload: [UInt8], sink: ReplySink?) {
         if intakePaused || primary == nil || stopping {
             if stopping {
-                sink?(RESPValue.errorBytes("ERR the server is shutting down"))
+                sink?(failureReply(tag, .shuttingDown))
                 return
             }
             guard held.count < configuration.maximumHeldRequests else {
-                sink?(RESPValue.errorBytes("BUSY intake is paused (swap or failover in progress) and the hold queue is full; retry"))
+                sink?(failureReply(tag, .busy))
                 return
             }
             held.append(HeldInput(tag: tag, payload: payload, sink: sink))
@@ -450,7 +487,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             try journal.appendDeferred(JournalRecord(sequence: seq, time: request.time, seed: request.seed, tag: tag, payload: payload))
         } catch {
             logger.error("journal append failed", metadata: ["understudy.error": "\(error)"])
-            sink?(RESPValue.errorBytes("ERR journal write failed: \(error); the request was not applied"))
+            sink?(failureReply(tag, .journal("\(error)")))
             return
         }
         nextSequence += 1
@@ -754,7 +791,16 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// The error reply a quarantined input's client gets.
     func quarantineReply(_ seq: UInt64) -> [UInt8] {
         let reason = quarantine.entries[seq]?.reason ?? "it made the service fail"
-        return RESPValue.errorBytes("ERR request quarantined: \(reason) (sequence \(seq))")
+        let tag = entryIndex(seq).map { log[$0].request.tag } ?? InputTag.resp
+        return failureReply(tag, .quarantined(sequence: seq, reason: reason))
+    }
+
+    /// Formatters of the supervisor's own replies per input tag, registered by front-ends (RESP is the default).
+    var failureFormatters: [UInt8: FailureFormatter] = [:]
+
+    /// The supervisor's own reply to an input of `tag`, in its front-end's protocol.
+    func failureReply(_ tag: UInt8, _ failure: PipelineFailure) -> [UInt8] {
+        failureFormatters[tag]?(failure) ?? failure.respBytes
     }
 
     /// Quarantines an input: a journal record made durable first; then the client's error reply, the
@@ -877,7 +923,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         logger.critical("role given up after too many restarts", metadata: ["understudy.role": "\(role)", "understudy.reason": "\(reason)"])
         if role == "primary" {
             while let h = held.popFirst() {
-                h.sink?(RESPValue.errorBytes("ERR service unavailable: the primary was given up after repeated failures to start (\(reason))"))
+                h.sink?(failureReply(h.tag, .unavailable(reason)))
             }
         }
     }
@@ -1133,7 +1179,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         stopping = true
         for t in timers { t.cancel() }
         timers = []
-        while let h = held.popFirst() { h.sink?(RESPValue.errorBytes("ERR the server is shutting down")) }
+        while let h = held.popFirst() { h.sink?(failureReply(h.tag, .shuttingDown)) }
         let drained: EventLoopFuture<Void>
         if let primary {
             drained = waitUntilApplied(primary, lastSequence, timeout: .seconds(10)).flatMap {
