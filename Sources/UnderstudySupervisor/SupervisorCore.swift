@@ -80,7 +80,7 @@ final class SupervisorCore: @unchecked Sendable {
     let logger: Logger
     let journal: Journal
     let pipeline: RequestPipeline
-    let shadowing: ShadowManager
+    let comparator: Comparator
     let metrics: SupervisorMetrics
     let registry: PrometheusCollectorRegistry
     let transfer: TransferRunner
@@ -105,27 +105,27 @@ final class SupervisorCore: @unchecked Sendable {
         factory.valueHistogramBuckets["understudy_journal_fsync_group_records"] =
             [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536, 262144, 1_048_576]
         self.metrics = SupervisorMetrics(factory: factory)
-        self.shadowing = ShadowManager(dataDirectory: configuration.dataDirectory, classifier: metrics.classifier)
+        self.comparator = Comparator(dataDirectory: configuration.dataDirectory, classifier: metrics.classifier)
         self.pipeline = RequestPipeline(
             loop: loop, journal: journal, configuration: configuration.pipeline, serviceBinary: configuration.servicePath,
-            threadPool: threadPool, shadowing: shadowing, metrics: metrics, logger: logger,
+            threadPool: threadPool, comparator: comparator, metrics: metrics, logger: logger,
             quarantine: QuarantineLog(directory: configuration.dataDirectory))
-        pipeline.quarantineObservers.append { [metrics, shadowing, pipeline] entry in
+        pipeline.quarantineObservers.append { [metrics, comparator, pipeline] entry in
             metrics.quarantinedInputs.increment()
-            let request = pipeline.log.first { $0.request.sequence == entry.sequence }?.request
-            shadowing.record(Discrepancy(
+            let request = pipeline.log.index(of: entry.sequence).map { pipeline.log[$0].request }
+            comparator.record(Discrepancy(
                 sequence: entry.sequence, instance: entry.instance, role: "primary", version: pipeline.primary?.version ?? "?",
                 kind: .quarantine, command: entry.command,
-                request: request.map { ShadowManager.render(tag: $0.tag, payload: $0.payload) } ?? entry.command,
+                request: request.map { Comparator.render(tag: $0.tag, payload: $0.payload) } ?? entry.command,
                 primary: entry.reason, other: "quarantined: no instance applies it again", keys: [],
                 timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
         }
         pipeline.serviceArguments = configuration.serviceArguments
         pipeline.serviceEnvironment = configuration.serviceEnvironment
         self.transfer = TransferRunner(
-            pipeline: pipeline, configuration: configuration.transfer, metrics: metrics, shadowing: shadowing, logger: logger)
+            pipeline: pipeline, configuration: configuration.transfer, metrics: metrics, comparator: comparator, logger: logger)
         self.deploys = DeployRunner(
-            pipeline: pipeline, transfer: transfer, shadowing: shadowing, gate: UpdateGateConfiguration(),
+            pipeline: pipeline, transfer: transfer, comparator: comparator, gate: UpdateGateConfiguration(),
             threadPool: threadPool, logger: logger)
         self.prediction = PredictionAdvisor(logger: logger, hintSink: { [loop, pipeline] keys in
             loop.execute { pipeline.sendPrefetch(keys) }
@@ -241,16 +241,16 @@ final class SupervisorCore: @unchecked Sendable {
                 schemaVersion: i.hello?.schemaVersion ?? 0, pid: i.pid, binary: i.binary, appliedSequence: i.appliedSequence,
                 lagRecords: lag, lagMillis: lag == 0 || i.appliedTime == 0 ? 0 : max(0, headTime - i.appliedTime),
                 comparedReplies: i.comparedReplies, differingReplies: i.differingReplies,
-                discrepancyRate: shadowing.windowRate(i.id)))
+                discrepancyRate: comparator.windowRate(i.id)))
         }
         if let s = pipeline.standbys.first(where: { $0.role == .shadow }) {
             metrics.shadowLagRecords.record(Int64(last > s.appliedSequence ? last - s.appliedSequence : 0))
-            metrics.discrepancyRate.record(shadowing.windowRate(s.id))
+            metrics.discrepancyRate.record(comparator.windowRate(s.id))
         }
         metrics.journalSequence.record(Int64(last))
         metrics.journalDurableSequence.record(Int64(pipeline.durableSequence))
         metrics.heldRequests.record(Int64(pipeline.heldCount))
-        metrics.discrepanciesTotal.record(Int64(shadowing.totalDiscrepancies))
+        metrics.discrepanciesTotal.record(Int64(comparator.totalDiscrepancies))
         let predictions = prediction.snapshot()
         for p in predictions.report?.predictors ?? [] { metrics.recordPredictor(p.name, top1: p.windowTop1) }
         metrics.predictionDrops.record(Int64(predictions.dropped))
@@ -267,7 +267,7 @@ final class SupervisorCore: @unchecked Sendable {
             intakePaused: pipeline.intakePaused, heldRequests: pipeline.heldCount,
             snapshotSequence: pipeline.lastSnapshotSequence, snapshotInProgress: pipeline.snapshotInProgress,
             instances: instances, probation: probation, swaps: transfer.history.count,
-            discrepancies: shadowing.totalDiscrepancies, workerRestarts: pipeline.restarts,
+            discrepancies: comparator.totalDiscrepancies, workerRestarts: pipeline.restarts,
             uptimeSeconds: Date().timeIntervalSince(startedAt), quarantined: pipeline.quarantine.list,
             givenUpRoles: pipeline.givenUpRoles,
             requestDeadlineMillis: configuration.pipeline.requestDeadline.nanoseconds / 1_000_000,

@@ -26,7 +26,7 @@ final class ConnectionHarness {
         pipeline = RequestPipeline(
             loop: channel.eventLoop, journal: journal, configuration: PipelineConfiguration(),
             serviceBinary: "/nonexistent", threadPool: NIOThreadPool(numberOfThreads: 1),
-            shadowing: ShadowManager(dataDirectory: nil, classifier: CommandClassifier()),
+            comparator: Comparator(dataDirectory: nil, classifier: CommandClassifier()),
             metrics: SupervisorMetrics(factory: NOOPMetricsHandler.instance), logger: logger)
         let handler = RESPConnectionHandler(
             pipeline: pipeline, clientID: 1, maximumInputBytes: handlerMaximumInputBytes ?? limits.maximumInputBytes)

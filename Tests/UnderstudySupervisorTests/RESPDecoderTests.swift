@@ -225,13 +225,13 @@ struct RESPDecoderTests {
 struct ShadowComparisonTests {
     @Test("exact, order-insensitive and ignored commands")
     func rules() {
-        let shadowing = ShadowManager(dataDirectory: nil, classifier: CommandClassifier())
-        shadowing.addRules(["smembers": .orderInsensitive, "TIME": .ignore])
+        let comparator = Comparator(dataDirectory: nil, classifier: CommandClassifier())
+        comparator.addRules(["smembers": .orderInsensitive, "TIME": .ignore])
         let ab = Array("*2\r\n$1\r\na\r\n$1\r\nb\r\n".utf8)
         let ba = Array("*2\r\n$1\r\nb\r\n$1\r\na\r\n".utf8)
-        #expect(shadowing.agree(command: "SMEMBERS", ab, ba))
-        #expect(!shadowing.agree(command: "LRANGE", ab, ba))
-        #expect(shadowing.agree(command: "TIME", ab, Array(":1\r\n".utf8)))
-        #expect(!shadowing.agree(command: "SMEMBERS", ab, Array("*1\r\n$1\r\na\r\n".utf8)))
+        #expect(comparator.agree(command: "SMEMBERS", ab, ba))
+        #expect(!comparator.agree(command: "LRANGE", ab, ba))
+        #expect(comparator.agree(command: "TIME", ab, Array(":1\r\n".utf8)))
+        #expect(!comparator.agree(command: "SMEMBERS", ab, Array("*1\r\n$1\r\na\r\n".utf8)))
     }
 }

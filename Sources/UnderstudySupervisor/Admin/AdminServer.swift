@@ -77,7 +77,7 @@ final class AdminServer: @unchecked Sendable {
         router.get("/discrepancies") { request, _ in
             let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
             return Self.json(try await self.onCore {
-                DiscrepancyList(total: core.shadowing.totalDiscrepancies, recent: Array(core.shadowing.recent.suffix(max(0, limit))))
+                DiscrepancyList(total: core.comparator.totalDiscrepancies, recent: Array(core.comparator.recent.suffix(max(0, limit))))
             })
         }
         router.get("/quarantine") { _, _ in

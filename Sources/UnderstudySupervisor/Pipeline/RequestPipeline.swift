@@ -126,17 +126,7 @@ public struct PipelineConfiguration: Sendable {
 // Safety of @unchecked Sendable: every mutable property is touched only on `loop` (NIO handlers,
 // scheduled tasks and `loop.submit` from the admin side all run there).
 final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
-    struct Entry {
-        var request: ApplyRequest
-        var sink: ReplySink?
-        var response: [UInt8]?
-        var standbyResponse: [UInt8]?
-        var early: [(UInt32, [UInt8])] = []
-        var released = false
-        var enqueuedAt: NIODeadline
-        /// The command class, named once (for comparisons and metrics).
-        var command: String?
-    }
+    typealias Entry = InputLog.Entry
 
     struct HeldInput {
         var tag: UInt8
@@ -149,15 +139,34 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     let configuration: PipelineConfiguration
     let logger: Logger
     let threadPool: NIOThreadPool
-    let shadowing: ShadowManager
+    let comparator: Comparator
     let metrics: SupervisorMetrics
     let serviceBinary: String
-    var serviceArguments: [String] = []
-    var serviceEnvironment: [String: String] = [:]
+    var serviceArguments: [String] {
+        get { instances.serviceArguments }
+        set { instances.serviceArguments = newValue }
+    }
+    var serviceEnvironment: [String: String] {
+        get { instances.serviceEnvironment }
+        set { instances.serviceEnvironment = newValue }
+    }
+    /// The instances and their roles (spawn, respawn, health, the request deadline, restart policy).
+    private(set) lazy var instances: ShadowInstanceManager = {
+        let manager = ShadowInstanceManager(
+            loop: loop, configuration: configuration, serviceBinary: serviceBinary, owner: self, logger: logger)
+        // Strong on purpose: both live as long as the supervisor.
+        manager.bootstrap = { self.bootstrap($0) }
+        return manager
+    }()
+    /// The instance whose replies go to clients.
+    var primary: WorkerInstance? { instances.primary }
+    /// Shadows, candidates and the probation instance.
+    var standbys: [WorkerInstance] { instances.standbys }
 
-    private(set) var log = CircularBuffer<Entry>(initialCapacity: 1024)
-    private(set) var logBase: UInt64
-    private(set) var nextSequence: UInt64
+    /// Recent inputs and their replies, by sequence number.
+    private(set) var log: InputLog
+    /// One order for all inputs.
+    private var sequencer: Sequencer
     /// The highest sequence durable per the fsync policy (`always`: fsynced; otherwise: written to the operating
     /// system), as last reported to the loop. No reply leaves before its record is this far.
     private var releasedDurableSequence: UInt64
@@ -168,45 +177,33 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Prefetch hint sets handed to the primary.
     private(set) var prefetchHintsDelivered = 0
     private var releaseScan: UInt64
-    private var lastTime: Int64 = 0
-    /// Seeds for journaled inputs: a fast generator seeded once from the system (a getrandom call per
-    /// request showed up in profiles). The seeds only need to differ, and they are journaled.
-    private var seedGenerator = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
 
-    private(set) var primary: WorkerInstance?
-    private(set) var standbys: [WorkerInstance] = []
-    private var nextInstanceID: UInt32 = 1
     private(set) var intakePaused = false
     private var pauseReasons: Set<String> = []
     private var held = CircularBuffer<HeldInput>()
     private var dirtyClients: [any Flushable] = []
     private var flushScheduled = false
     private var timers: [RepeatedTask] = []
-    private(set) var snapshotInProgress = false
-    private(set) var lastSnapshotSequence: UInt64 = 0
-    private(set) var lastSnapshotAt: NIODeadline = .now()
+    /// Snapshots from the shadow, on a schedule that never thrashes.
+    let snapshotter: Snapshotter
+    var snapshotInProgress: Bool { snapshotter.inProgress }
+    var lastSnapshotSequence: UInt64 { snapshotter.lastSequence }
     /// Workers that died unexpectedly (each is replaced).
     private(set) var restarts = 0
-    private var shadowRespawnScheduled = false
     /// The highest sequence the primary has applied: standbys are fed only up to here (primary first).
     private(set) var primaryAppliedBound: UInt64 = 0
     /// Quarantined inputs: never applied again by any instance.
     let quarantine: QuarantineLog
     /// Deaths without blame (outside kills) per input: the second one quarantines it.
     private var blameCounts: [UInt64: Int] = [:]
-    /// The input the primary was last seen executing, and since when (the request deadline).
-    private var deadlineWatch: (instance: WorkerInstance, sequence: UInt64, since: NIODeadline)?
-    /// Restart histories of deaths no input explains, per role.
-    private(set) var primaryRestarts: RestartIntensity
-    private(set) var shadowRestarts: RestartIntensity
     /// Roles given up after too many restarts (shown in status and health).
-    private(set) var givenUpRoles: [String] = []
+    var givenUpRoles: [String] { instances.givenUpRoles }
+    /// Why the last role was given up.
+    var givenUpReason: String? { instances.givenUpReason }
     /// The pipeline has finished its start (recovery) and serves.
     private(set) var serving = false
     /// Holds client reads while the standby lags (see ``PipelineConfiguration/maxStandbyLag``).
     let intakeThrottle = IntakeThrottle()
-    /// The head sequence when the last scheduled snapshot was asked for.
-    private var lastSnapshotRequestSequence: UInt64 = 0
     /// Called when an input is quarantined (metrics, the discrepancy log).
     var quarantineObservers: [(QuarantineEntry) -> Void] = []
     private(set) var stopping = false
@@ -221,28 +218,33 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     init(
         loop: any EventLoop, journal: Journal, configuration: PipelineConfiguration, serviceBinary: String,
-        threadPool: NIOThreadPool, shadowing: ShadowManager, metrics: SupervisorMetrics, logger: Logger,
+        threadPool: NIOThreadPool, comparator: Comparator, metrics: SupervisorMetrics, logger: Logger,
         quarantine: QuarantineLog = QuarantineLog(directory: nil)
     ) {
         self.quarantine = quarantine
-        self.primaryRestarts = RestartIntensity(policy: configuration.restartPolicy)
-        self.shadowRestarts = RestartIntensity(policy: configuration.restartPolicy)
+        self.snapshotter = Snapshotter(
+            loop: loop, journal: journal, threadPool: threadPool, metrics: metrics, logger: logger,
+            schedule: SnapshotSchedule(
+                everyRecords: configuration.snapshotEveryRecords, interval: configuration.snapshotInterval,
+                minimumSpacing: configuration.minimumSnapshotSpacing))
         self.loop = loop
         self.journal = journal
         self.configuration = configuration
         self.serviceBinary = serviceBinary
         self.threadPool = threadPool
-        self.shadowing = shadowing
+        self.comparator = comparator
         self.metrics = metrics
         self.logger = logger
-        self.nextSequence = journal.lastSequence + 1
-        self.logBase = journal.lastSequence + 1
+        self.sequencer = Sequencer(after: journal.lastSequence)
+        self.log = InputLog(first: journal.lastSequence + 1)
         self.releasedDurableSequence = journal.lastSequence
         self.releaseScan = journal.lastSequence + 1
     }
 
     /// The last sequence number assigned.
-    var lastSequence: UInt64 { nextSequence - 1 }
+    var lastSequence: UInt64 { sequencer.lastSequence }
+    /// The number the next input gets.
+    var nextSequence: UInt64 { sequencer.nextSequence }
 
     // MARK: starting
 
@@ -266,8 +268,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         return loadQuarantine().flatMap {
             self.spawnInstance(binary: self.serviceBinary, role: .primary)
         }.flatMap { instance in
-            self.primary = instance
-            self.shadowing.addRules(instance.hello?.comparisonRules ?? [:])
+            self.instances.setPrimary(instance)
+            self.comparator.addRules(instance.hello?.comparisonRules ?? [:])
             return self.bootstrap(instance).flatMap {
                 let target = self.lastSequence
                 let from = instance.appliedSequence
@@ -295,14 +297,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// during the replay has it quarantined and is replaced; the wait goes on with its successor.
     private func waitForRecovery(_ target: UInt64) -> EventLoopFuture<Void> {
         guard let primary else {
-            if primaryRestarts.givenUp {
+            if instances.primaryRestarts.givenUp {
                 return loop.makeFailedFuture(SupervisorError(.workerExited, "the primary was given up during recovery: \(givenUpReason ?? "too many restarts")"))
             }
             // A failover is starting the next primary.
             return loop.scheduleTask(in: .milliseconds(20)) {}.futureResult.flatMap { self.waitForRecovery(target) }
         }
         return waitUntilApplied(primary, target, timeout: .minutes(30)).flatMapError { error in
-            guard primary.isDead, !self.stopping, !self.primaryRestarts.givenUp else { return self.loop.makeFailedFuture(error) }
+            guard primary.isDead, !self.stopping, !self.instances.primaryRestarts.givenUp else { return self.loop.makeFailedFuture(error) }
             return self.waitForRecovery(target)
         }
     }
@@ -342,11 +344,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func spawnInstance(
         binary: String, role: InstanceRole, arguments: [String]? = nil, environment: [String: String]? = nil
     ) -> EventLoopFuture<WorkerInstance> {
-        let id = nextInstanceID
-        nextInstanceID += 1
-        return WorkerInstance.spawn(
-            id: id, binary: binary, arguments: arguments ?? serviceArguments,
-            environment: environment ?? serviceEnvironment, role: role, loop: loop, owner: self, logger: logger)
+        instances.spawn(binary: binary, role: role, arguments: arguments, environment: environment)
     }
 
     /// Restores the newest snapshot into a fresh instance (or leaves the initial state), then starts feeding it.
@@ -360,53 +358,17 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                     .serviceMismatch,
                     "the data directory holds state of service '\(snapshot.service)', but \(instance.binary) is '\(hello.service)'"))
             }
-            return self.restore(snapshot.data, sequence: snapshot.sequence, schemaVersion: UInt32(snapshot.schemaVersion), into: instance)
+            return self.snapshotter.restore(snapshot.data, sequence: snapshot.sequence, schemaVersion: UInt32(snapshot.schemaVersion), into: instance)
         }.map { (sequence: UInt64) in
             instance.sentSequence = sequence
             instance.appliedSequence = sequence
             instance.restored = true
             if instance === self.primary { self.primaryAppliedBound = max(self.primaryAppliedBound, sequence) }
-            if instance !== self.primary && !self.standbys.contains(where: { $0 === instance }) {
-                self.standbys.append(instance)
-            }
+            self.instances.addStandby(instance)
             instance.phase = .catchingUp
             self.pump(instance)
             self.flushInstances()
         }
-    }
-
-    /// Streams snapshot bytes into an instance; completes with the sequence the state now covers.
-    func restore(_ data: [UInt8], sequence: UInt64, schemaVersion: UInt32, into instance: WorkerInstance) -> EventLoopFuture<UInt64> {
-        // Hashing and cutting a large snapshot takes milliseconds: done on the thread pool, never on the loop
-        // that serves clients (a new shadow is restored while the primary serves).
-        threadPool.runIfActive(eventLoop: loop) { Self.snapshotChunks(data, sequence: sequence, schemaVersion: schemaVersion) }
-            .flatMap { chunks in
-                for chunk in chunks.dropLast() { instance.send(.snapshotChunk(chunk)) }
-                return instance.request(.snapshotChunk(chunks.last!))
-            }
-            .flatMapThrowing { reply in
-                guard case .restored(let seq, _) = reply else {
-                    throw SupervisorError(.workerFailed, "worker answered a restore with \(reply.frameType)")
-                }
-                return seq
-            }
-    }
-
-    /// A snapshot cut into 1 MiB chunks; the last carries the checksum of the whole.
-    private static func snapshotChunks(_ data: [UInt8], sequence: UInt64, schemaVersion: UInt32) -> [SnapshotChunk] {
-        let chunkSize = 1 << 20
-        let checksum = StableHasher.hash(data)
-        let streamID = UInt32.random(in: 1...UInt32.max)
-        var start = 0
-        var chunks: [SnapshotChunk] = []
-        repeat {
-            let end = min(data.count, start + chunkSize)
-            chunks.append(SnapshotChunk(
-                streamID: streamID, sequence: sequence, schemaVersion: schemaVersion, data: Array(data[start..<end]),
-                isFinal: end == data.count, checksum: end == data.count ? checksum : 0))
-            start = end
-        } while start < data.count
-        return chunks
     }
 
     /// Completes when `instance` has applied `sequence` (fails if it dies or the timeout passes).
@@ -479,10 +441,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     }
 
     private func sequence(tag: UInt8, payload: [UInt8], sink: ReplySink?) {
-        let seq = nextSequence
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        lastTime = max(lastTime, now)
-        let request = ApplyRequest(sequence: seq, time: lastTime, seed: seedGenerator.next(), tag: tag, payload: payload)
+        let request = sequencer.next(tag: tag, payload: payload, nowMillis: Int64(Date().timeIntervalSince1970 * 1000))
+        let seq = request.sequence
         do {
             try journal.appendDeferred(JournalRecord(sequence: seq, time: request.time, seed: request.seed, tag: tag, payload: payload))
         } catch {
@@ -490,7 +450,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             sink?(failureReply(tag, .journal("\(error)")))
             return
         }
-        nextSequence += 1
+        sequencer.commit()
         if !journalWakePending {
             journalWakePending = true
             scheduleFlush()
@@ -498,7 +458,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         log.append(Entry(request: request, sink: sink, enqueuedAt: .now()))
         // Primary first: standbys get this input once the primary has applied it (see instanceApplied).
         if let primary { pump(primary) }
-        if seq - max(lastSnapshotSequence, lastSnapshotRequestSequence) >= configuration.snapshotEveryRecords { scheduledSnapshot() }
+        if seq - min(seq, lastSnapshotSequence) >= configuration.snapshotEveryRecords { scheduledSnapshot() }
     }
 
     /// Journals a checkpoint: every instance reports its digest at this sequence point.
@@ -556,14 +516,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             guard slice > 0 else { return }
             slice -= 1
             let next = instance.sentSequence + 1
-            if next >= logBase {
-                instance.send(.apply(feedable(log[log.index(log.startIndex, offsetBy: Int(next - logBase))].request)))
+            if let i = log.index(of: next) {
+                instance.send(.apply(feedable(log[i].request)))
                 instance.sentSequence = next
             } else {
                 // Older than the in-memory window: read from disk off the event loop (a catching-up
                 // standby must never stall the clients), then carry on from where the read ended.
                 guard !instance.diskReadInFlight else { return }
-                let want = Int(min(window - (instance.sentSequence - instance.appliedSequence), logBase - next, UInt64(Self.pumpSlice)))
+                let want = Int(min(window - (instance.sentSequence - instance.appliedSequence), log.base - next, UInt64(Self.pumpSlice)))
                 instance.diskReadInFlight = true
                 let journal = self.journal
                 threadPool.runIfActive(eventLoop: loop) { try journal.read(from: next, maxCount: want) }
@@ -636,17 +596,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     }
 
     /// The command class of a log entry, classified on first use.
-    private func commandClass(_ i: CircularBuffer<Entry>.Index) -> String {
+    private func commandClass(_ i: InputLog.Index) -> String {
         if let command = log[i].command { return command }
         let command = metrics.classifier.classify(tag: log[i].request.tag, payload: log[i].request.payload)
         log[i].command = command
         return command
     }
 
-    private func entryIndex(_ seq: UInt64) -> CircularBuffer<Entry>.Index? {
-        guard seq >= logBase, seq < logBase + UInt64(log.count) else { return nil }
-        return log.index(log.startIndex, offsetBy: Int(seq - logBase))
-    }
 
     // MARK: results
 
@@ -657,11 +613,11 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         defer { if !appliedWaiters.isEmpty { resolveAppliedWaiters(instance) } }
         if instance === primary {
             primaryAppliedBound = max(primaryAppliedBound, seq)
-            deadlineWatch = nil
+            instances.primaryProgressed()
         }
         // The primary went first; the standbys may now have this input too.
         defer { if instance === primary { for s in standbys where !s.isDead && s.phase != .restoring { pump(s) } } }
-        if let i = entryIndex(seq) {
+        if let i = log.index(of: seq) {
             instance.appliedTime = log[i].request.time
             let tag = log[i].request.tag
             if tag == InputTag.checkpoint || tag == InputTag.quarantine || quarantine.contains(seq) {
@@ -682,7 +638,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 log[i].response = result.response
                 for (otherID, reply) in log[i].early {
                     if let other = standbys.first(where: { $0.id == otherID }) {
-                        shadowing.compare(request: log[i].request, command: commandClass(i), primaryReply: result.response, otherReply: reply, instance: other)
+                        comparator.compare(request: log[i].request, command: commandClass(i), primaryReply: result.response, otherReply: reply, instance: other)
                     }
                 }
                 log[i].early = []
@@ -693,7 +649,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                     log[i].standbyResponse = result.response
                 }
                 if let primaryReply = log[i].response {
-                    shadowing.compare(request: log[i].request, command: commandClass(i), primaryReply: primaryReply, otherReply: result.response, instance: instance)
+                    comparator.compare(request: log[i].request, command: commandClass(i), primaryReply: primaryReply, otherReply: result.response, instance: instance)
                 } else {
                     log[i].early.append((instance.id, result.response))
                 }
@@ -707,7 +663,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         trimLog()
     }
 
-    private func release(_ i: CircularBuffer<Entry>.Index) {
+    private func release(_ i: InputLog.Index) {
         guard !log[i].released, let response = log[i].response else { return }
         let seq = log[i].request.sequence
         if seq > releasedDurableSequence { return }
@@ -725,8 +681,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func durabilityAdvanced(_ seq: UInt64) {
         guard seq > releasedDurableSequence else { return }
         releasedDurableSequence = seq
-        var s = max(releaseScan, logBase)
-        while s <= seq, let i = entryIndex(s) {
+        var s = max(releaseScan, log.base)
+        while s <= seq, let i = log.index(of: s) {
             release(i)
             s += 1
         }
@@ -734,21 +690,17 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         trimLog()
     }
 
+    /// Drops released entries that every live standby has applied (or any released entry once the window is over
+    /// its size: standbys that far behind read the journal).
     private func trimLog() {
-        while let first = log.first {
+        var excess = log.count - configuration.logWindow
+        let standbys = self.standbys
+        log.trim { first in
+            guard first.released || (first.sink == nil && first.response != nil) else { return false }
+            excess -= 1
+            if excess >= 0 { return true }
             let seq = first.request.sequence
-            guard first.released || (first.sink == nil && first.response != nil) else { break }
-            let overfull = log.count > configuration.logWindow
-            if !overfull {
-                var everyoneApplied = true
-                for s in standbys where !s.isDead && s.appliedSequence < seq {
-                    everyoneApplied = false
-                    break
-                }
-                guard everyoneApplied else { break }
-            }
-            log.removeFirst()
-            logBase += 1
+            return !standbys.contains { !$0.isDead && $0.appliedSequence < seq }
         }
     }
 
@@ -758,11 +710,11 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         logger.error("instance died", metadata: ["understudy.instance": "\(instance.id)", "understudy.role": "\(instance.role.rawValue)", "understudy.reason": "\(reason)"])
         metrics.workerRestarts.increment()
         restarts += 1
-        shadowing.forget(instance.id)
-        if deadlineWatch?.instance === instance { deadlineWatch = nil }
+        comparator.forget(instance.id)
         for observer in instanceDeathObservers { observer(instance, reason) }
-        if instance === primary {
-            primary = nil
+        let wasPrimary = instance === primary
+        instances.remove(instance)
+        if wasPrimary {
             // A primary that dies before its state was restored fails its start; whoever started it retries.
             guard !stopping, instance.restored else { return }
             let death = instance.death ?? DeathReport(reason: reason)
@@ -782,16 +734,15 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             case .noInput:
                 failover(reason: reason, unexplained: true)
             }
-        } else {
-            standbys.removeAll { $0 === instance }
-            if instance.role == .shadow && configuration.shadow && !stopping { shadowDiedUnexplained(instance, reason: reason) }
+        } else if instance.role == .shadow && configuration.shadow && !stopping {
+            instances.shadowDied(instance, reason: reason)
         }
     }
 
     /// The error reply a quarantined input's client gets.
     func quarantineReply(_ seq: UInt64) -> [UInt8] {
         let reason = quarantine.entries[seq]?.reason ?? "it made the service fail"
-        let tag = entryIndex(seq).map { log[$0].request.tag } ?? InputTag.resp
+        let tag = log.index(of: seq).map { log[$0].request.tag } ?? InputTag.resp
         return failureReply(tag, .quarantined(sequence: seq, reason: reason))
     }
 
@@ -807,7 +758,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// observers, and `then` (the failover). From the moment the set holds it, every feed replaces it by a no-op.
     func quarantineInput(_ seq: UInt64, reason: String, instance: WorkerInstance, then: @escaping @Sendable () -> Void) {
         let command: String
-        if let i = entryIndex(seq) {
+        if let i = log.index(of: seq) {
             command = commandClass(i)
         } else if let r = try? journal.read(from: seq, maxCount: 1).first, r.sequence == seq {
             command = metrics.classifier.classify(tag: r.tag, payload: r.payload)
@@ -834,7 +785,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             }
             self.quarantine.add(entry)
             for observer in self.quarantineObservers { observer(entry) }
-            if let i = self.entryIndex(seq), !self.log[i].released {
+            if let i = self.log.index(of: seq), !self.log[i].released {
                 self.log[i].response = self.quarantineReply(seq)
                 self.release(i)
             }
@@ -843,33 +794,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         }
     }
 
-    /// The standby that takes over when the primary dies: a replaying shadow of the primary's
-    /// version, else the previous primary still in probation.
-    var failoverTarget: WorkerInstance? {
-        let replaying = standbys.filter { !$0.isDead && ($0.phase == .live || $0.phase == .catchingUp) }
-        return replaying.first { $0.role == .shadow && $0.version == primary?.version }
-            ?? replaying.first { $0.role == .probation }
-            ?? replaying.first { $0.role == .shadow }
-    }
+    /// The standby that takes over when the primary dies (see ``Roster/failoverTarget(primaryVersion:standbys:)``).
+    var failoverTarget: WorkerInstance? { instances.failoverTarget }
 
     /// The instance snapshots are taken from: a live shadow with the primary's version and schema.
-    var snapshotSource: WorkerInstance? {
-        standbys.first {
-            $0.role == .shadow && $0.isLive && $0.version == primary?.version
-                && $0.hello?.schemaVersion == primary?.hello?.schemaVersion
-        }
-    }
+    var snapshotSource: WorkerInstance? { instances.snapshotSource }
 
     private func failover(reason: String, unexplained: Bool = false) {
         pauseIntake(reason: "failover")
         if unexplained && failoverTarget == nil {
             // No standby, and nothing to blame: restart with back-off, within the intensity limit.
-            switch primaryRestarts.died(at: .now()) {
+            switch instances.primaryRestartDecision() {
             case .restart(let delay):
                 logger.warning("no shadow to fail over to; restarting the primary in \(delay.nanoseconds / 1_000_000) ms")
                 loop.scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
             case .giveUp(let count):
-                giveUp(role: "primary", reason: "\(count) restarts within \(configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(reason)")
+                giveUpPrimary("\(count) restarts within \(instances.windowSeconds) s; last: \(reason)")
             }
             return
         }
@@ -877,7 +817,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             logger.warning("failing over to the shadow", metadata: ["understudy.instance": "\(target.id)"])
             promote(target)
             resumeIntake(reason: "failover")
-            if serving { scheduleShadowRespawn() }
+            if serving { instances.scheduleShadowRespawn() }
         } else {
             logger.warning("no shadow to fail over to; restarting the primary from the newest snapshot and the journal")
             restartPrimary()
@@ -887,72 +827,42 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Starts a new primary from the newest snapshot and the journal (quarantined inputs skipped). A start that
     /// fails is retried with back-off, and the role is given up past the intensity limit.
     private func restartPrimary() {
-        guard !stopping, !primaryRestarts.givenUp else { return }
+        guard !stopping, !instances.primaryRestarts.givenUp else { return }
         spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
-            self.primary = instance
+            self.instances.setPrimary(instance)
             return self.bootstrap(instance).map { instance.phase = .catchingUp }
         }.whenComplete { result in
             switch result {
             case .success:
                 self.resumeIntake(reason: "failover")
-                if self.configuration.shadow && self.serving { self.scheduleShadowRespawn() }
+                if self.serving { self.instances.scheduleShadowRespawn() }
             case .failure(let error):
                 if let failed = self.primary, !failed.restored {
                     failed.retire(reason: "start failed")
-                    self.primary = nil
+                    self.instances.setPrimary(nil)
                 }
-                switch self.primaryRestarts.died(at: .now()) {
+                switch self.instances.primaryRestartDecision() {
                 case .restart(let delay):
                     self.logger.critical("could not restart the primary: \(error); retrying in \(delay.nanoseconds / 1_000_000) ms")
                     self.loop.scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
                 case .giveUp(let count):
-                    self.giveUp(role: "primary", reason: "\(count) failed restarts within \(self.configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(error)")
+                    self.giveUpPrimary("\(count) failed restarts within \(self.instances.windowSeconds) s; last: \(error)")
                 }
             }
         }
     }
 
-    /// Why the last role was given up.
-    private(set) var givenUpReason: String?
-
-    /// Stops restarting a role (reported in status and health). Without a primary, held requests get an error.
-    private func giveUp(role: String, reason: String) {
-        guard !givenUpRoles.contains(role) else { return }
-        givenUpRoles.append(role)
-        givenUpReason = "\(role): \(reason)"
-        logger.critical("role given up after too many restarts", metadata: ["understudy.role": "\(role)", "understudy.reason": "\(reason)"])
-        if role == "primary" {
-            while let h = held.popFirst() {
-                h.sink?(failureReply(h.tag, .unavailable(reason)))
-            }
-        }
-    }
-
-    /// A shadow died (no input explains it: shadows only run inputs the primary survived): respawn it with
-    /// back-off, or give the role up past the intensity limit.
-    private func shadowDiedUnexplained(_ instance: WorkerInstance, reason: String) {
-        // A kill from outside (an operator, the OOM killer, a chaos test) says nothing about the worker: replace it
-        // at once without counting. A crash, an exit or a failed health check counts toward the intensity limit.
-        if let death = instance.death, death.killedBySupervisor == nil, let signal = death.signal,
-            BlameVerdict.outsideSignals.contains(signal)
-        {
-            scheduleShadowRespawn()
-            return
-        }
-        switch shadowRestarts.died(at: .now()) {
-        case .restart(let delay):
-            scheduleShadowRespawn(after: max(delay, .milliseconds(200)))
-        case .giveUp(let count):
-            giveUp(role: "shadow", reason: "\(count) restarts within \(configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(reason)")
+    /// Stops restarting the primary (reported in status and health); held requests get an error.
+    private func giveUpPrimary(_ reason: String) {
+        instances.giveUp(role: "primary", reason: reason)
+        while let h = held.popFirst() {
+            h.sink?(failureReply(h.tag, .unavailable(reason)))
         }
     }
 
     /// Makes `target` the primary: its replies for requests the old primary never answered are used.
     func promote(_ target: WorkerInstance) {
-        standbys.removeAll { $0 === target }
-        if let old = primary, old !== target { old.role = .probation }
-        target.role = .primary
-        primary = target
+        instances.promote(target)
         var i = log.startIndex
         while i != log.endIndex {
             // The target's own reply when it already applied the request (it need not be the instance that
@@ -971,29 +881,19 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     /// Makes `target` primary and keeps the old primary replaying as a standby (a planned swap).
     func flipRoles(to target: WorkerInstance, oldRole: InstanceRole) {
-        guard let old = primary else { return }
-        standbys.removeAll { $0 === target }
-        target.role = .primary
-        primary = target
-        old.role = oldRole
-        standbys.append(old)
-        shadowing.addRules(target.hello?.comparisonRules ?? [:])
+        instances.flipRoles(to: target, oldRole: oldRole)
+        comparator.addRules(target.hello?.comparisonRules ?? [:])
     }
 
     /// Retires (shuts down) every standby matching `predicate`.
     func retireStandbys(where predicate: (WorkerInstance) -> Bool) {
-        let leaving = standbys.filter(predicate)
-        standbys.removeAll(where: predicate)
-        for s in leaving {
-            shadowing.forget(s.id)
-            s.retire(reason: "retired")
-        }
+        for s in instances.retireStandbys(where: predicate) { comparator.forget(s.id) }
     }
 
     /// Stops feeding a standby (it was retired elsewhere).
     func removeStandby(_ instance: WorkerInstance) {
-        standbys.removeAll { $0 === instance }
-        shadowing.forget(instance.id)
+        instances.removeStandby(instance)
+        comparator.forget(instance.id)
     }
 
     /// Adds an instance that has been restored at `sequence` as a standby and starts feeding it.
@@ -1002,37 +902,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         instance.sentSequence = sequence
         instance.appliedSequence = sequence
         instance.phase = .catchingUp
-        standbys.append(instance)
+        instances.addStandby(instance)
         pump(instance)
         flushInstances()
     }
 
-    func scheduleShadowRespawn(after delay: TimeAmount = .milliseconds(200)) {
-        guard !shadowRespawnScheduled, !stopping, !shadowRestarts.givenUp else { return }
-        shadowRespawnScheduled = true
-        loop.scheduleTask(in: delay) {
-            self.shadowRespawnScheduled = false
-            guard !self.stopping, !self.standbys.contains(where: { $0.role == .shadow && !$0.isDead }) else { return }
-            self.startShadow()
-        }
-    }
-
     /// Starts a same-version shadow of the current primary.
     func startShadow() {
-        let binary = primary?.binary ?? serviceBinary
-        let args = primary?.arguments
-        let env = primary?.environment
-        spawnInstance(binary: binary, role: .shadow, arguments: args, environment: env).flatMap { instance in
-            self.bootstrap(instance)
-        }.whenFailure { error in
-            switch self.shadowRestarts.died(at: .now()) {
-            case .restart(let delay):
-                self.logger.error("could not start a shadow: \(error); retrying in \(delay.nanoseconds / 1_000_000) ms")
-                self.scheduleShadowRespawn(after: delay)
-            case .giveUp(let count):
-                self.giveUp(role: "shadow", reason: "\(count) failed starts within \(self.configuration.restartPolicy.window.nanoseconds / 1_000_000_000) s; last: \(error)")
-            }
-        }
+        instances.startShadow()
     }
 
     // MARK: timers, health, snapshots
@@ -1046,75 +923,34 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             self.healthCheck()
         })
         timers.append(loop.scheduleRepeatedTask(initialDelay: configuration.snapshotInterval, delay: .seconds(1)) { _ in
-            if NIODeadline.now() - self.lastSnapshotAt >= self.configuration.snapshotInterval,
-                self.lastSequence > self.lastSnapshotSequence
-            {
-                self.scheduledSnapshot()
-            }
+            self.scheduledSnapshot()
         })
     }
 
     private func healthCheck() {
         // Also when no client is read (the throttle engaged, the standby gone): never stay throttled by mistake.
         adjustIntakeThrottle()
-        let now = NIODeadline.now()
-        for instance in [primary].compactMap({ $0 }) + standbys where !instance.isDead && instance.phase != .starting {
-            // A primary busy with one input is the request deadline's to judge (and blame), not the health check's.
-            if instance === primary && deadlineWatch?.instance === instance { continue }
-            if let ping = instance.outstandingPing {
-                // A worker working through a backlog answers pings late but keeps applying: that is
-                // progress, not a hang.
-                if instance.appliedSequence > ping.applied {
-                    instance.outstandingPing = (ping.nonce, now, instance.appliedSequence)
-                } else if now - ping.sentAt > configuration.hangTimeout {
-                    instance.killCause = .supervisor
-                    instance.fail(SupervisorError(.timeout, "worker \(instance.id) did not answer a health check for \(configuration.hangTimeout.nanoseconds / 1_000_000) ms; killed as hung"))
-                }
-            } else {
-                let nonce = UInt64.random(in: 1...UInt64.max)
-                instance.outstandingPing = (nonce, now, instance.appliedSequence)
-                instance.send(.ping(nonce: nonce))
-            }
-        }
+        instances.healthCheck()
         flushInstances()
     }
 
-    /// Kills a primary that has spent longer than the request deadline on one input (read from its progress file;
-    /// the input is then quarantined by ``instanceDied(_:reason:)``).
     private func checkRequestDeadline() {
-        guard let p = primary, !p.isDead, p.sentSequence > p.appliedSequence,
-            let executing = WorkerProgress.executing(path: p.progressPath)
-        else {
-            deadlineWatch = nil
-            return
-        }
-        let now = NIODeadline.now()
-        guard let watch = deadlineWatch, watch.instance === p, watch.sequence == executing else {
-            deadlineWatch = (p, executing, now)
-            return
-        }
-        let millis = configuration.requestDeadline.nanoseconds / 1_000_000
-        guard now - watch.since >= configuration.requestDeadline else { return }
-        p.killCause = .deadline(sequence: executing, millis: millis)
-        p.fail(SupervisorError(.timeout, "instance \(p.id) spent more than \(millis) ms on input \(executing); killed"))
+        instances.checkRequestDeadline()
     }
 
     /// A snapshot the schedule asks for: never while one is in flight, never sooner than the minimum spacing after
     /// the last, and never while a standby is catching up (its lag would make every snapshot stale at birth, and
     /// the snapshot would compete with the catch-up).
     private func scheduledSnapshot() {
-        guard !snapshotInProgress, NIODeadline.now() - lastSnapshotAt >= configuration.minimumSnapshotSpacing,
-            !standbys.contains(where: { $0.phase == .catchingUp || $0.phase == .restoring }),
-            let source = snapshotSource, source.isLive
-        else { return }
-        lastSnapshotRequestSequence = lastSequence
-        takeSnapshot()
+        snapshotter.takeIfDue(
+            head: lastSequence, source: snapshotSource,
+            standbyCatchingUp: standbys.contains { $0.phase == .catchingUp || $0.phase == .restoring })
     }
 
     /// The live standby's lag behind the head, in time: how long ago the oldest input it has not applied arrived.
     var standbyLag: TimeAmount {
         guard let s = failoverTarget, s.isLive, s.appliedSequence < lastSequence else { return .zero }
-        guard let i = entryIndex(s.appliedSequence + 1) else { return .hours(1) }
+        guard let i = log.index(of: s.appliedSequence + 1) else { return .hours(1) }
         return NIODeadline.now() - log[i].enqueuedAt
     }
 
@@ -1132,44 +968,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Takes a snapshot from the shadow (never pausing the primary) and writes it to the journal directory.
     @discardableResult
     func takeSnapshot() -> EventLoopFuture<UInt64> {
-        guard !snapshotInProgress else { return loop.makeFailedFuture(SupervisorError(.busy, "a snapshot is already in progress")) }
-        guard let source = snapshotSource ?? (configuration.shadow ? nil : primary), source.isLive,
-            let hello = source.hello
-        else {
-            return loop.makeFailedFuture(SupervisorError(.busy, "no live shadow to snapshot from yet"))
-        }
-        snapshotInProgress = true
-        let journal = self.journal
-        let started = NIODeadline.now()
-        return source.request(.snapshotRequest(streamID: UInt32.random(in: 1...UInt32.max))).flatMap { reply -> EventLoopFuture<UInt64> in
-            guard case .snapshotChunk(let chunk) = reply else {
-                return self.loop.makeFailedFuture(SupervisorError(.workerFailed, "unexpected snapshot reply"))
-            }
-            let snapshot = JournalSnapshot(
-                service: hello.service, schemaVersion: Int(chunk.schemaVersion), sequence: chunk.sequence, data: chunk.data)
-            return self.threadPool.runIfActive(eventLoop: self.loop) {
-                // The worker's checksum of the whole stream, checked off the loop before anything is written.
-                let checksum = StableHasher.hash(chunk.data)
-                guard checksum == chunk.checksum else {
-                    throw SupervisorError(
-                        .workerFailed,
-                        "the snapshot from instance \(source.id) failed its checksum (\(chunk.data.count) bytes); nothing was written")
-                }
-                try journal.writeSnapshot(snapshot)
-                return chunk.sequence
-            }
-        }.always { result in
-            self.snapshotInProgress = false
-            switch result {
-            case .success(let seq):
-                self.lastSnapshotSequence = seq
-                self.lastSnapshotAt = .now()
-                self.metrics.snapshotSeconds.recordNanoseconds(Int64((NIODeadline.now() - started).nanoseconds))
-                self.logger.info("snapshot written", metadata: ["understudy.seq": "\(seq)"])
-            case .failure(let error):
-                self.logger.error("snapshot failed: \(error)")
-            }
-        }
+        snapshotter.take(from: snapshotSource ?? (configuration.shadow ? nil : primary))
     }
 
     // MARK: stopping
@@ -1177,6 +976,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Stops intake and timers, waits for in-flight replies, takes a final snapshot, retires workers.
     func shutdown() -> EventLoopFuture<Void> {
         stopping = true
+        instances.stopping = true
         for t in timers { t.cancel() }
         timers = []
         while let h = held.popFirst() { h.sink?(failureReply(h.tag, .shuttingDown)) }
@@ -1195,7 +995,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         }.recover { _ in () }.map {
             self.primary?.retire(reason: "supervisor shutting down")
             for s in self.standbys { s.retire(reason: "supervisor shutting down") }
-            self.shadowing.close()
+            self.comparator.close()
         }
     }
 }

@@ -41,7 +41,7 @@ final class TransferRunner: @unchecked Sendable {
     let pipeline: RequestPipeline
     let configuration: TransferConfiguration
     let metrics: SupervisorMetrics
-    let shadowing: ShadowManager
+    let comparator: Comparator
     let logger: Logger
     var loop: any EventLoop { pipeline.loop }
 
@@ -97,11 +97,11 @@ final class TransferRunner: @unchecked Sendable {
     }
 
     init(pipeline: RequestPipeline, configuration: TransferConfiguration, metrics: SupervisorMetrics,
-         shadowing: ShadowManager, logger: Logger) {
+         comparator: Comparator, logger: Logger) {
         self.pipeline = pipeline
         self.configuration = configuration
         self.metrics = metrics
-        self.shadowing = shadowing
+        self.comparator = comparator
         self.logger = logger
         pipeline.instanceDeathObservers.append { [weak self] instance, reason in
             self?.instanceDied(instance, reason: reason)
@@ -335,7 +335,7 @@ final class TransferRunner: @unchecked Sendable {
                 guard case .fetchResult(let entries) = reply else {
                     return self.loop.makeFailedFuture(SupervisorError(.workerFailed, "unexpected fetch reply"))
                 }
-                self.shadowing.record(Discrepancy(
+                self.comparator.record(Discrepancy(
                     sequence: self.pipeline.lastSequence, instance: target.id, role: target.role.rawValue,
                     version: target.version, kind: .state, command: "SWAP",
                     request: "residual patch before swap", primary: "\(entries.count) keys from the primary",
@@ -367,7 +367,7 @@ final class TransferRunner: @unchecked Sendable {
             mark(.resume)
             pipeline.resumeIntake(reason: "swap")
             metrics.swapAborts.increment()
-            shadowing.record(Discrepancy(
+            comparator.record(Discrepancy(
                 sequence: pipeline.lastSequence, instance: target.id, role: target.role.rawValue, version: target.version,
                 kind: .transfer, command: "SWAP", request: "\(a.reason.rawValue) swap to instance \(target.id)",
                 primary: "kept serving", other: reason, keys: [], timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
@@ -403,14 +403,14 @@ final class TransferRunner: @unchecked Sendable {
             endProbation(keepOld: true)
             a.oldPrimary.retire(reason: "rolled back")
             pipeline.retireStandbys { $0.version != newPrimary.version && $0 !== newPrimary }
-            pipeline.scheduleShadowRespawn()
+            pipeline.instances.scheduleShadowRespawn()
             return
         }
         // Standbys of another version than the new primary (an old shadow) are retired, except the
         // old primary, which stays replaying through probation so a rollback is one more swap.
         pipeline.retireStandbys { $0 !== a.oldPrimary && $0.version != newPrimary.version }
         if !pipeline.standbys.contains(where: { $0.role == .shadow && !$0.isDead }) {
-            pipeline.scheduleShadowRespawn()
+            pipeline.instances.scheduleShadowRespawn()
         }
         let before = baseline()
         rollbackAttempts = 0
@@ -444,7 +444,7 @@ final class TransferRunner: @unchecked Sendable {
                 }
             }
         }
-        let rate = shadowing.windowRate(p.oldPrimary.id)
+        let rate = comparator.windowRate(p.oldPrimary.id)
         if p.oldPrimary.comparedReplies >= configuration.probationMinimumRequests && rate > configuration.probationDiscrepancyRate {
             return "discrepancy rate \(String(format: "%.1f", rate * 100)) % against the previous version (threshold \(configuration.probationDiscrepancyRate * 100) %)"
         }
@@ -487,7 +487,7 @@ final class TransferRunner: @unchecked Sendable {
         guard let p = probation else {
             return loop.makeFailedFuture(SupervisorError(.notFound, "there is nothing to roll back: no swap is in probation"))
         }
-        shadowing.record(Discrepancy(
+        comparator.record(Discrepancy(
             sequence: pipeline.lastSequence, instance: p.newPrimary.id, role: "primary", version: p.newPrimary.version,
             kind: .transfer, command: "ROLLBACK", request: automatic ? "automatic rollback" : "rollback requested",
             primary: "version \(p.newPrimary.version)", other: why, keys: [],
@@ -505,7 +505,7 @@ final class TransferRunner: @unchecked Sendable {
             if instance === p.newPrimary {
                 // The pipeline fails over to the previous primary (it prefers the probation instance
                 // when no same-version shadow is live): record it as an automatic rollback.
-                shadowing.record(Discrepancy(
+                comparator.record(Discrepancy(
                     sequence: pipeline.lastSequence, instance: instance.id, role: "primary", version: instance.version,
                     kind: .transfer, command: "ROLLBACK", request: "new primary crashed during probation",
                     primary: reason, other: "failed over to instance \(p.oldPrimary.id)", keys: [],

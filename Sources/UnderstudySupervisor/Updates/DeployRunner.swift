@@ -97,7 +97,7 @@ public struct DeployReport: Codable, Sendable {
 final class DeployRunner: @unchecked Sendable {
     let pipeline: RequestPipeline
     let transfer: TransferRunner
-    let shadowing: ShadowManager
+    let comparator: Comparator
     let gate: UpdateGateConfiguration
     let threadPool: NIOThreadPool
     let logger: Logger
@@ -113,11 +113,11 @@ final class DeployRunner: @unchecked Sendable {
     /// When inside a short deadline the validated candidate is swapped in.
     var swapTiming = SwapTimingPolicy()
 
-    init(pipeline: RequestPipeline, transfer: TransferRunner, shadowing: ShadowManager, gate: UpdateGateConfiguration,
+    init(pipeline: RequestPipeline, transfer: TransferRunner, comparator: Comparator, gate: UpdateGateConfiguration,
          threadPool: NIOThreadPool, logger: Logger) {
         self.pipeline = pipeline
         self.transfer = transfer
-        self.shadowing = shadowing
+        self.comparator = comparator
         self.gate = gate
         self.threadPool = threadPool
         self.logger = logger
@@ -201,7 +201,7 @@ final class DeployRunner: @unchecked Sendable {
                 }
                 self.end(id, "passed", "\(chunk.data.count) bytes at sequence \(chunk.sequence) from instance \(source.id)")
                 self.begin(id, "migrate")
-                return self.pipeline.restore(chunk.data, sequence: chunk.sequence, schemaVersion: chunk.schemaVersion, into: candidate)
+                return self.pipeline.snapshotter.restore(chunk.data, sequence: chunk.sequence, schemaVersion: chunk.schemaVersion, into: candidate)
                     .flatMapError { e in
                         let crashed = candidate.isDead
                         return self.loop.makeFailedFuture(self.reject(
@@ -278,7 +278,7 @@ final class DeployRunner: @unchecked Sendable {
             end(id, "failed", rejected)
             if let candidate {
                 update(id) { report in
-                    report.examples = Array(self.shadowing.recent.filter { $0.instance == candidate.id }.suffix(5))
+                    report.examples = Array(self.comparator.recent.filter { $0.instance == candidate.id }.suffix(5))
                 }
                 candidate.retire(reason: "rejected")
                 pipeline.removeStandby(candidate)
@@ -369,7 +369,7 @@ final class DeployRunner: @unchecked Sendable {
             if mismatched.isEmpty {
                 promise.succeed("\(how) equals the primary's at sequence \(seq) (\(pd.entryCount) entries)")
             } else {
-                shadowing.record(Discrepancy(
+                comparator.record(Discrepancy(
                     sequence: seq, instance: c.id, role: c.role.rawValue, version: c.version, kind: .state,
                     command: "CHECKPOINT", request: "state checkpoint", primary: "\(pd.entryCount) entries",
                     other: "\(cd.entryCount) entries, \(mismatched.count) buckets differ", keys: [],
@@ -389,9 +389,9 @@ final class DeployRunner: @unchecked Sendable {
         comparisonExtensions[id] = 0
         promise.futureResult.whenComplete { _ in self.comparisonExtensions[id] = nil }
         let started = NIODeadline.now()
-        let candidateStart = shadowing.stats[c.id] ?? [:]
+        let candidateStart = comparator.stats[c.id] ?? [:]
         let noiseInstance = pipeline.standbys.first { $0.role == .shadow && $0.version == pipeline.primary?.version }
-        let noiseStart = noiseInstance.flatMap { shadowing.stats[$0.id] } ?? [:]
+        let noiseStart = noiseInstance.flatMap { comparator.stats[$0.id] } ?? [:]
         var lagSamples: [UInt64] = []
         var lastSample = NIODeadline.now()
         func check() {
@@ -407,7 +407,7 @@ final class DeployRunner: @unchecked Sendable {
                     return
                 }
             }
-            let now = shadowing.stats[c.id] ?? [:]
+            let now = comparator.stats[c.id] ?? [:]
             let compared = now.reduce(0) { $0 + $1.value.compared - (candidateStart[$1.key]?.compared ?? 0) }
             let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
             let extensions = self.comparisonExtensions[id] ?? 0
@@ -418,7 +418,7 @@ final class DeployRunner: @unchecked Sendable {
                 return
             }
             update(id) { $0.comparedRequests = compared }
-            let noiseNow = noiseInstance.flatMap { shadowing.stats[$0.id] } ?? [:]
+            let noiseNow = noiseInstance.flatMap { comparator.stats[$0.id] } ?? [:]
             func delta(_ now: [String: ComparisonStats], _ start: [String: ComparisonStats]) -> [String: ComparisonStats] {
                 now.reduce(into: [:]) { out, entry in
                     out[entry.key] = ComparisonStats(

@@ -58,7 +58,7 @@ public struct ComparisonStats: Codable, Sendable, Equatable {
 /// Confined to the supervisor's core event loop.
 // Safety of @unchecked Sendable: confined to the core event loop — every method runs on `loop`
 // (NIO callbacks, scheduled tasks and `loop.submit` from other threads), so no two threads touch it.
-final class ShadowManager: @unchecked Sendable {
+final class Comparator: @unchecked Sendable {
     private(set) var rules: [String: ComparisonRule] = [:]
     private(set) var recent: [Discrepancy] = []
     let capacity: Int

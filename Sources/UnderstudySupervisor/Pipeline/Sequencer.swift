@@ -1,0 +1,98 @@
+import NIOCore
+import UnderstudyPrediction
+import UnderstudyWire
+
+/// The sequencer: one order for all inputs. It knows no protocol and no socket — inputs in; sequence numbers,
+/// journaled times and seeds out.
+///
+/// A number is taken with ``next(tag:payload:nowMillis:)`` and becomes the sequencer's only when the journal
+/// accepted the record (``commit()``): an input the journal refused leaves no gap.
+struct Sequencer {
+    /// The number the next input gets.
+    private(set) var nextSequence: UInt64
+    /// The journaled time of the last input (inputs' times never go backwards, even if the clock does).
+    private(set) var lastTime: Int64
+    /// Seeds for inputs: a fast generator seeded once (a getrandom call per request showed up in profiles). The
+    /// seeds only need to differ, and they are journaled.
+    private var seeds: SplitMix64
+
+    /// A sequencer that continues after `lastSequence` (the journal's last record).
+    init(after lastSequence: UInt64, seed: UInt64 = UInt64.random(in: 0...UInt64.max)) {
+        nextSequence = lastSequence + 1
+        lastTime = 0
+        seeds = SplitMix64(seed: seed)
+    }
+
+    /// The last sequence number assigned.
+    var lastSequence: UInt64 { nextSequence - 1 }
+
+    /// The next input: its sequence number (not yet taken), the journaled time and seed.
+    mutating func next(tag: UInt8, payload: [UInt8], nowMillis: Int64) -> ApplyRequest {
+        lastTime = max(lastTime, nowMillis)
+        return ApplyRequest(sequence: nextSequence, time: lastTime, seed: seeds.next(), tag: tag, payload: payload)
+    }
+
+    /// Takes the number handed out by the last ``next(tag:payload:nowMillis:)``: its record is in the journal.
+    mutating func commit() {
+        nextSequence += 1
+    }
+}
+
+/// The in-memory window of recent inputs, by sequence number: what is fed to instances without reading the
+/// journal, and where each request's reply waits to be released.
+struct InputLog {
+    /// One input and what is known of its reply.
+    struct Entry {
+        var request: ApplyRequest
+        var sink: ReplySink?
+        var response: [UInt8]?
+        var standbyResponse: [UInt8]?
+        var early: [(UInt32, [UInt8])] = []
+        var released = false
+        var enqueuedAt: NIODeadline
+        /// The command class, named once (for comparisons and metrics).
+        var command: String?
+    }
+
+    typealias Index = CircularBuffer<Entry>.Index
+
+    private(set) var entries = CircularBuffer<Entry>(initialCapacity: 1024)
+    /// The sequence number of the first entry.
+    private(set) var base: UInt64
+
+    /// An empty window whose first entry will be `first`.
+    init(first: UInt64) { base = first }
+
+    var count: Int { entries.count }
+    var first: Entry? { entries.first }
+    var last: Entry? { entries.last }
+    var startIndex: Index { entries.startIndex }
+    var endIndex: Index { entries.endIndex }
+    func index(after i: Index) -> Index { entries.index(after: i) }
+
+    subscript(_ i: Index) -> Entry {
+        get { entries[i] }
+        _modify { yield &entries[i] }
+    }
+
+    /// Where the entry of `sequence` is, if it is still in the window.
+    @inline(__always)
+    func index(of sequence: UInt64) -> Index? {
+        guard sequence >= base, sequence < base + UInt64(entries.count) else { return nil }
+        return entries.index(entries.startIndex, offsetBy: Int(sequence - base))
+    }
+
+    /// Appends the next input (its sequence number must follow the last entry's).
+    mutating func append(_ entry: Entry) {
+        precondition(entry.request.sequence == base + UInt64(entries.count), "inputs enter the log in sequence order")
+        entries.append(entry)
+    }
+
+    /// Drops entries from the front while `mayDrop` says so.
+    mutating func trim(while mayDrop: (Entry) -> Bool) {
+        while let first = entries.first, mayDrop(first) {
+            entries.removeFirst()
+            base += 1
+        }
+    }
+}
