@@ -96,14 +96,16 @@ final class Snapshotter {
         }
         inProgress = true
         let journal = self.journal
+        let (loop, threadPool) = (self.loop, self.threadPool)
         let started = NIODeadline.now()
+        // Loop-bound: the completion runs on the loop, checked by NIO's isolated future API (no Sendable escape).
         return source.request(.snapshotRequest(streamID: UInt32.random(in: 1...UInt32.max))).flatMap { reply -> EventLoopFuture<UInt64> in
             guard case .snapshotChunk(let chunk) = reply else {
-                return self.loop.makeFailedFuture(SupervisorError(.workerFailed, "unexpected snapshot reply"))
+                return loop.makeFailedFuture(SupervisorError(.workerFailed, "unexpected snapshot reply"))
             }
             let snapshot = JournalSnapshot(
                 service: hello.service, schemaVersion: Int(chunk.schemaVersion), sequence: chunk.sequence, data: chunk.data)
-            return self.threadPool.runIfActive(eventLoop: self.loop) {
+            return threadPool.runIfActive(eventLoop: loop) {
                 // The worker's checksum of the whole stream, checked off the loop before anything is written.
                 let checksum = StableHasher.hash(chunk.data)
                 guard checksum == chunk.checksum else {
@@ -114,7 +116,7 @@ final class Snapshotter {
                 try journal.writeSnapshot(snapshot)
                 return chunk.sequence
             }
-        }.always { result in
+        }.assumeIsolated().always { result in
             self.inProgress = false
             switch result {
             case .success(let seq):
@@ -125,7 +127,7 @@ final class Snapshotter {
             case .failure(let error):
                 self.logger.error("snapshot failed: \(error)")
             }
-        }
+        }.nonisolated()
     }
 
     /// Streams snapshot bytes into an instance; completes with the sequence the state now covers.

@@ -209,7 +209,7 @@ final class ShadowInstanceManager {
     func scheduleShadowRespawn(after delay: TimeAmount = .milliseconds(200)) {
         guard configuration.shadow, !shadowRespawnScheduled, !stopping, !shadowRestarts.givenUp else { return }
         shadowRespawnScheduled = true
-        loop.scheduleTask(in: delay) {
+        loop.assumeIsolated().scheduleTask(in: delay) {
             self.shadowRespawnScheduled = false
             guard !self.stopping, !self.standbys.contains(where: { $0.role == .shadow && !$0.isDead }) else { return }
             self.startShadow()
@@ -219,7 +219,8 @@ final class ShadowInstanceManager {
     /// Starts a same-version shadow of the current primary, restored and fed by ``bootstrap``.
     func startShadow() {
         let binary = primary?.binary ?? serviceBinary
-        spawn(binary: binary, role: .shadow, arguments: primary?.arguments, environment: primary?.environment).flatMap { instance in
+        spawn(binary: binary, role: .shadow, arguments: primary?.arguments, environment: primary?.environment)
+            .assumeIsolated().flatMap { instance in
             self.bootstrap(instance)
         }.whenFailure { error in
             switch self.shadowRestarts.died(at: .now()) {
