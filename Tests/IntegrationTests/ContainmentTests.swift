@@ -183,6 +183,26 @@ extension EndToEnd {
             #expect(await last.stop() == 0)
         }
 
+        @Test("shadows killed from outside, again and again, are replaced every time: the role is never given up")
+        func outsideShadowKillsDoNotCount() async throws {
+            let dir = try TempDirectory("shadow-kills")
+            defer { dir.remove() }
+            let s = try await SupervisorProcess.start(dataDirectory: dir.path + "/data")
+            defer { s.cleanup() }
+            let load = Load(port: s.port, clients: 2)
+            for round in 0..<(RestartPolicy().maxRestarts + 3) {
+                #expect(await s.waitForLiveShadow(), "no live shadow before kill \(round + 1): \(String(describing: try? s.status().givenUpRoles))")
+                let shadow = try #require(try s.status().instances.first { $0.role == "shadow" })
+                #expect(kill(shadow.pid, SIGKILL) == 0)
+                _ = await eventually(timeout: 10) { !(try s.status().instances.contains { $0.id == shadow.id }) }
+            }
+            #expect(await s.waitForLiveShadow())
+            #expect(try s.status().givenUpRoles.isEmpty)
+            let report = try await load.stop()
+            #expect(report.errors == 0, "\(report.errorSamples)")
+            #expect(await s.stop() == 0)
+        }
+
         @Test("a worker that dies at every start is restarted with back-off, then given up and reported — no tight loop")
         func restartIntensity() async throws {
             let dir = try TempDirectory("intensity")

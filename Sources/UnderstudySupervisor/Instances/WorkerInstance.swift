@@ -376,8 +376,9 @@ final class WorkerInstance: @unchecked Sendable {
 
     /// Marks the instance dead (once), fails everything waiting on it, and stops the process.
     ///
-    /// When the worker was executing an input, the owner is told once the process has been reaped (its exit
-    /// status says whether the input is to blame: a trap, or a kill from outside) — at most a second later.
+    /// The owner is told once the process has been reaped — at most a second later — so that its exit status is
+    /// known: whether an input it was executing is to blame (a trap, or a kill from outside), and whether a
+    /// standby's death counts toward the restart intensity. An idle primary's death is told at once.
     func fail(_ error: SupervisorError) {
         guard !isDead else { return }
         phase = .dead(error.message)
@@ -387,7 +388,10 @@ final class WorkerInstance: @unchecked Sendable {
         cleanupListener()
         kill()
         death = DeathReport(reason: error.message, killedBySupervisor: killCause)
-        if exitInfo == nil, process != nil, WorkerProgress.executing(path: progressPath) != nil {
+        // The exit status decides blame (an input being executed) and whether a standby's death counts toward the
+        // restart intensity (a kill from outside does not): wait for it, except for an idle primary, whose standby
+        // takes over at once.
+        if exitInfo == nil, process != nil, role != .primary || WorkerProgress.executing(path: progressPath) != nil {
             deathPending = true
             loop.scheduleTask(in: .seconds(1)) {
                 if self.deathPending { self.tellOwnerOfDeath(addingToReason: nil) }
