@@ -8,11 +8,14 @@ let package = Package(
         .executable(name: "understudy", targets: ["understudy"]),
         .executable(name: "kv-v1", targets: ["kv-v1"]),
         .executable(name: "kv-v2", targets: ["kv-v2"]),
+        .executable(name: "ledger-v1", targets: ["ledger-v1"]),
+        .executable(name: "ledger-v2", targets: ["ledger-v2"]),
         .library(name: "UnderstudyKit", targets: ["UnderstudyKit"]),
         .library(name: "UnderstudyWire", targets: ["UnderstudyWire"]),
         .library(name: "UnderstudyJournal", targets: ["UnderstudyJournal"]),
         .library(name: "UnderstudyPrediction", targets: ["UnderstudyPrediction"]),
         .library(name: "KVStore", targets: ["KVStore"]),
+        .library(name: "Ledger", targets: ["Ledger"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -55,6 +58,7 @@ let package = Package(
                 "UnderstudyPrediction",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -75,8 +79,9 @@ let package = Package(
                 "UnderstudyPrediction",
                 "UnderstudyJournal",
                 "UnderstudyKit",
-                // The demo embeds the key-value example, so `understudy demo` needs no other binary.
+                // The demo embeds the key-value and ledger examples, so `understudy demo` needs no other binary.
                 "KVStore",
+                "Ledger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -87,6 +92,15 @@ let package = Package(
         .target(name: "KVStore", dependencies: ["UnderstudyKit"], path: "Examples/KVStore"),
         .executableTarget(name: "kv-v1", dependencies: ["KVStore", "UnderstudyKit"], path: "Examples/kv-v1"),
         .executableTarget(name: "kv-v2", dependencies: ["KVStore", "UnderstudyKit"], path: "Examples/kv-v2"),
+        // Example: an HTTP ledger (accounts, transfers, idempotency keys), versions 1 and 2.
+        .target(name: "Ledger", dependencies: ["UnderstudyKit"], path: "Examples/Ledger"),
+        .executableTarget(name: "ledger-v1", dependencies: ["Ledger", "UnderstudyKit"], path: "Examples/ledger-v1"),
+        .executableTarget(name: "ledger-v2", dependencies: ["Ledger", "UnderstudyKit"], path: "Examples/ledger-v2"),
+        // The ledger's logic served directly by a plain Hummingbird application (the front-end's benchmark baseline).
+        .executableTarget(
+            name: "ledger-hummingbird",
+            dependencies: ["Ledger", "UnderstudyKit", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Examples/ledger-hummingbird"),
         // A small counter service with two schema versions, used by the SDK's tests.
         .executableTarget(name: "test-service", dependencies: ["UnderstudyKit"], path: "Examples/test-service"),
 
@@ -103,6 +117,7 @@ let package = Package(
         .testTarget(name: "UnderstudyPredictionTests", dependencies: ["UnderstudyPrediction"]),
         .testTarget(name: "UnderstudySupervisorTests", dependencies: ["UnderstudySupervisor", "UnderstudyWire"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UnderstudyKit"]),
+        .testTarget(name: "LedgerTests", dependencies: ["Ledger", "UnderstudyKit", "UnderstudyWire"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["UnderstudySupervisor", "UnderstudyWire", "UnderstudyJournal"]

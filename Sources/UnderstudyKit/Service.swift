@@ -128,6 +128,9 @@ public protocol UnderstudyService: Sendable {
     static var comparisonRules: [String: ComparisonRule] { get }
     /// True when ``downgrade(_:)`` is implemented (default false).
     static var supportsDowngrade: Bool { get }
+    /// The client protocol: nil (the default) for the Redis protocol; an HTTP declaration makes the supervisor
+    /// serve HTTP/1.1 (``UnderstudyHTTPService`` provides it).
+    static var httpDeclaration: HTTPServiceDeclaration? { get }
 
     /// The state of a new, empty service.
     func makeInitialState() -> State
@@ -162,6 +165,7 @@ extension UnderstudyService {
     public static var minimumMigratableSchema: UInt32 { schemaVersion }
     public static var comparisonRules: [String: ComparisonRule] { [:] }
     public static var supportsDowngrade: Bool { false }
+    public static var httpDeclaration: HTTPServiceDeclaration? { nil }
     public func migrate(from snapshot: StateSnapshot) throws -> State {
         throw MigrationError("\(Self.name) \(Self.version) cannot migrate from schema \(snapshot.schemaVersion)")
     }

@@ -67,6 +67,8 @@ public struct SupervisorConfiguration: Sendable {
     public var transfer = TransferConfiguration()
     /// RESP input limits.
     public var limits = RESPLimits()
+    /// HTTP front-end limits (used when the service declares HTTP).
+    public var http = HTTPFrontendConfiguration()
     /// Run the prediction engine (an advisor off the request path); default on.
     public var prediction = true
     /// When planned and deploy swaps pause intake: the quietest moment inside a short deadline.

@@ -90,6 +90,8 @@ final class SupervisorCore: @unchecked Sendable {
     let startedAt = Date()
     private var listener: (any Channel)?
     private var admin: AdminServer?
+    /// The HTTP front-end, when the service declared HTTP in its greeting.
+    private var httpFrontend: HTTPFrontend?
     private var nextClientID: Int64 = 1
     let token: String
 
@@ -176,12 +178,17 @@ final class SupervisorCore: @unchecked Sendable {
 
     private func startListener() -> EventLoopFuture<Void> {
         let limits = configuration.limits
+        // The front-end follows the service's greeting: HTTP/1.1 when it declares HTTP, RESP otherwise.
+        if pipeline.primary?.hello?.http != nil {
+            httpFrontend = HTTPFrontend(pipeline: pipeline, configuration: configuration.http)
+        }
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let http = self.httpFrontend { return try http.initialize(channel) }
                     self.nextClientID += 1
                     let handler = RESPConnectionHandler(
                         pipeline: self.pipeline, clientID: self.nextClientID, maximumInputBytes: limits.maximumInputBytes)
@@ -213,6 +220,7 @@ final class SupervisorCore: @unchecked Sendable {
         prediction.stop()
         let closed = listener?.close() ?? loop.makeSucceededVoidFuture()
         listener = nil
+        httpFrontend?.shutdown()
         return closed.recover { _ in }.flatMap { self.pipeline.shutdown() }
     }
 

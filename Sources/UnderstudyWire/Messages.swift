@@ -68,13 +68,18 @@ public struct Hello: Sendable, Equatable {
     public var pid: UInt32
     /// Per-command comparison rules (upper-case command names); unlisted commands compare exactly.
     public var comparisonRules: [String: ComparisonRule]
+    /// The client protocol the service speaks: nil for the Redis protocol, otherwise HTTP/1.1 with this
+    /// declaration. On the wire it follows the comparison rules only when present, so a Redis-protocol worker's
+    /// greeting is byte-for-byte what it was before HTTP existed.
+    public var http: HTTPServiceDeclaration?
 
     /// Creates a greeting.
     public init(
         service: String, version: String, schemaVersion: UInt32, minimumMigratableSchema: UInt32,
         canDowngrade: Bool, protocolVersion: UInt16 = wireProtocolVersion, pid: UInt32,
-        comparisonRules: [String: ComparisonRule]
+        comparisonRules: [String: ComparisonRule], http: HTTPServiceDeclaration? = nil
     ) {
+        self.http = http
         self.service = service
         self.version = version
         self.schemaVersion = schemaVersion
@@ -116,7 +121,7 @@ public enum InputTag {
     public static let respTransaction: UInt8 = 2
     /// A clock tick: empty payload; the service runs time-driven work (expiry) at the journaled time.
     public static let tick: UInt8 = 3
-    /// An HTTP request (reserved for the HTTP front-end).
+    /// An HTTP request: the payload is an encoded ``HTTPRequest``; the reply an encoded ``HTTPResponse``.
     public static let http: UInt8 = 4
     /// A state checkpoint: the payload is the reference schema version (`UInt32`, little-endian).
     /// Each worker replies with its digest at this exact sequence point (``DigestReport/encoded``):

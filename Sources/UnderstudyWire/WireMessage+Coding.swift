@@ -92,6 +92,10 @@ extension WireMessage {
                 w.writeString(command)
                 w.write(rule.rawValue)
             }
+            if let http = h.http {
+                w.write(UInt8(1))  // the client protocol: HTTP/1.1
+                http.encode(to: &w)
+            }
         case .helloAck(let id):
             w.write(id)
         case .apply(let r):
@@ -214,10 +218,17 @@ extension WireMessage {
                 }
                 rules[command] = rule
             }
+            var http: HTTPServiceDeclaration?
+            if !r.isAtEnd {
+                let kind = try r.readByte()
+                guard kind == 1 else { throw DecodingError("unknown client protocol \(kind)") }
+                http = try HTTPServiceDeclaration(decoding: &r)
+            }
             return .hello(
                 Hello(
                     service: service, version: version, schemaVersion: schema, minimumMigratableSchema: minimum,
-                    canDowngrade: canDowngrade, protocolVersion: protocolVersion, pid: pid, comparisonRules: rules))
+                    canDowngrade: canDowngrade, protocolVersion: protocolVersion, pid: pid, comparisonRules: rules,
+                    http: http))
         case 2: return .helloAck(instanceID: try r.read(UInt32.self))
         case 3: return .apply(try r.readApplyRequest())
         case 4:

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVStore
+import Ledger
 import UnderstudyKit
 import Logging
 import ServiceLifecycle
@@ -24,8 +25,10 @@ struct Understudy: AsyncParsableCommand {
             switch arguments[i + 1] {
             case "kv-v1": WorkerRuntime.main(KVServiceV1(), arguments: arguments)
             case "kv-v2": WorkerRuntime.main(KVServiceV2(), arguments: arguments)
+            case "ledger-v1": WorkerRuntime.main(LedgerServiceV1(), arguments: arguments)
+            case "ledger-v2": WorkerRuntime.main(LedgerServiceV2(), arguments: arguments)
             default:
-                FileHandle.standardError.write(Data("understudy: unknown embedded worker '\(arguments[i + 1])' (kv-v1 or kv-v2)\n".utf8))
+                FileHandle.standardError.write(Data("understudy: unknown embedded worker '\(arguments[i + 1])' (kv-v1, kv-v2, ledger-v1 or ledger-v2)\n".utf8))
                 Foundation.exit(64)
             }
         }
@@ -141,6 +144,12 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Stop reading client sockets while the live standby lags more than this many milliseconds (0: never).")
     var maxStandbyLagMs: Int64 = 100
 
+    @Option(name: .long, help: "HTTP services: the largest request body in bytes (413 beyond).")
+    var maxBodyBytes: Int = 16 << 20
+
+    @Option(name: .long, help: "HTTP services: the longest a client may take to send a request head, in milliseconds (408 beyond).")
+    var headerTimeoutMs: Int64 = 10_000
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -175,6 +184,12 @@ struct Run: AsyncParsableCommand {
         configuration.pipeline.requestDeadlineMillis = requestDeadlineMs
         guard maxStandbyLagMs >= 0 else { throw ValidationError("--max-standby-lag-ms must be 0 or more") }
         configuration.pipeline.maxStandbyLagMillis = maxStandbyLagMs
+        guard maxBodyBytes >= 0, maxBodyBytes <= HTTPFrontendConfiguration.largestBodyLimit else {
+            throw ValidationError("--max-body-bytes must be between 0 and \(HTTPFrontendConfiguration.largestBodyLimit)")
+        }
+        configuration.http.maximumBodyBytes = maxBodyBytes
+        guard headerTimeoutMs > 0 else { throw ValidationError("--header-timeout-ms must be positive") }
+        configuration.http.headerTimeoutMillis = headerTimeoutMs
         configuration.transfer.pauseBudgetMillis = pauseBudgetMs
         configuration.swapTiming.deadlineMillis = max(0, swapDeadlineMs)
         configuration.transfer.probationSeconds = probationSeconds
@@ -384,8 +399,11 @@ struct Demo: AsyncParsableCommand {
     @Flag(name: .long, help: "Leave the supervisor running after the report (admin on 127.0.0.1:6381).")
     var keepRunning = false
 
-    @Option(name: .long, help: "Keys to load before the deploy.")
-    var keys = 100_000
+    @Flag(name: .long, help: "The HTTP version: the ledger (ledger-v1 → ledger-v2) under HTTP load; --keys is then the number of accounts (default 1000).")
+    var http = false
+
+    @Option(name: .long, help: "Keys to load before the deploy (accounts to create with --http).")
+    var keys: Int?
 
     @Option(name: .long, help: "Load generator connections.")
     var clients = 4
@@ -409,12 +427,18 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         let logger = bootstrapLogging(logLevel)
-        var options = DemoRunner.Options(v1: worker("kv-v1", explicit: v1), v2: worker("kv-v2", explicit: v2))
-        options.keys = keys
+        let names = http ? ("ledger-v1", "ledger-v2") : ("kv-v1", "kv-v2")
+        var options = DemoRunner.Options(v1: worker(names.0, explicit: v1), v2: worker(names.1, explicit: v2))
+        options.keys = keys ?? (http ? 1000 : 100_000)
         options.clients = clients
         options.keepRunning = keepRunning
+        options.http = http
         let say: @Sendable (String) -> Void = { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
-        say("understudy demo: kv v1 → live deploy of kv v2 under load (v1: \(options.v1.binary) \(options.v1.arguments.joined(separator: " ")))")
+        if http {
+            say("understudy demo --http: ledger v1 → live deploy of ledger v2 under HTTP load (v1: \(options.v1.binary) \(options.v1.arguments.joined(separator: " ")))")
+        } else {
+            say("understudy demo: kv v1 → live deploy of kv v2 under load (v1: \(options.v1.binary) \(options.v1.arguments.joined(separator: " ")))")
+        }
         let report = try await DemoRunner(options: options, logger: logger, say: say).run()
         say(DemoRunner.render(report))
         if !report.succeeded { throw ExitCode(1) }

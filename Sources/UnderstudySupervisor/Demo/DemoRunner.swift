@@ -28,6 +28,8 @@ public struct DemoRunner: Sendable {
         public var compareRequests = 2000
         public var keepRunning = false
         public var dataDirectory: String?
+        /// The ledger version of the demo (HTTP): `keys` is then the number of accounts.
+        public var http = false
         public init(v1: Worker, v2: Worker) {
             self.v1 = v1
             self.v2 = v2
@@ -56,10 +58,16 @@ public struct DemoRunner: Sendable {
         public var dashboardURL = ""
         public var seconds = 0.0
         public var primaryVersionAfter = ""
+        /// The ledger demo: the total of all balances is what the accounts were created with.
+        public var moneyConserved: Bool?
+        /// The ledger demo: response statuses and how often clients retried after a connection error.
+        public var statuses: [Int: Int] = [:]
+        public var connectionRetries = 0
 
         /// True when the demo showed what it promises.
         public var succeeded: Bool {
             deployAccepted && clientErrors == 0 && lostOrDoubledWrites == 0 && replyOrderViolations == 0 && v2CommandWorks
+                && moneyConserved != false
         }
     }
 
@@ -100,7 +108,7 @@ public struct DemoRunner: Sendable {
             say("supervisor ready: clients on \(ready.listen), admin on \(ready.admin?.description ?? "-"), data in \(data)")
             var report = Report()
             do {
-                report = try await exercise(ready: ready, data: data)
+                report = options.http ? try await exerciseHTTP(ready: ready, data: data) : try await exercise(ready: ready, data: data)
             } catch {
                 await group.triggerGracefulShutdown()
                 try? await tasks.waitForAll()
@@ -210,6 +218,7 @@ public struct DemoRunner: Sendable {
 
     /// The report as text.
     public static func render(_ r: Report) -> String {
+        if r.moneyConserved != nil { return renderHTTP(r) }
         var lines: [String] = []
         lines.append("")
         lines.append("=== understudy demo report ===")

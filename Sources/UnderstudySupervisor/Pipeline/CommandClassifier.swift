@@ -7,6 +7,8 @@ import UnderstudyWire
 // Safety of @unchecked Sendable: used only on the core event loop.
 final class CommandClassifier: @unchecked Sendable {
     private var names: [[UInt8]: String] = [:]
+    /// HTTP requests are classed by the routes their services declare (see ``HTTPRouteTable``).
+    let httpRoutes = HTTPRouteTable()
 
     /// The class of one input.
     func classify(tag: UInt8, payload: [UInt8]) -> String {
@@ -18,6 +20,7 @@ final class CommandClassifier: @unchecked Sendable {
             let upper = String(decoding: name, as: UTF8.self).uppercased()
             if names.count < 1024 { names[name] = upper }
             return upper
+        case InputTag.http: return httpRoutes.classify(payload)
         case InputTag.respTransaction: return "EXEC"
         case InputTag.tick: return "TICK"
         case InputTag.checkpoint: return "CHECKPOINT"

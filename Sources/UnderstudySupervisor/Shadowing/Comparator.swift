@@ -112,12 +112,14 @@ final class Comparator: @unchecked Sendable {
             guard let cmds = try? CommandCodec.decodeTransaction(payload) else { return "<undecodable>" }
             return String(("MULTI; " + cmds.map { $0.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") }.joined(separator: "; ") + "; EXEC").prefix(limit))
         case InputTag.tick: return "TICK"
+        case InputTag.http: return HTTPReplyComparison.render(payload, limit: limit)
         default: return "tag \(tag), \(payload.count) bytes"
         }
     }
 
     static func renderReply(_ bytes: [UInt8], limit: Int = 200) -> String {
         if let v = try? RESPReplyParser.parseOne(bytes) { return String(v.display.prefix(limit)) }
+        if let http = HTTPReplyComparison.renderReply(bytes, limit: limit) { return http }
         return String(String(decoding: bytes, as: UTF8.self).prefix(limit)).debugDescription
     }
 
@@ -139,8 +141,18 @@ final class Comparator: @unchecked Sendable {
     func compare(
         request: ApplyRequest, command: String, primaryReply: [UInt8], otherReply: [UInt8], instance: WorkerInstance
     ) -> Bool {
-        if (rules[command] ?? .exact) == .ignore { return true }
-        let same = agree(command: command, primaryReply, otherReply)
+        let same: Bool
+        if request.tag == InputTag.http {
+            // HTTP: the compared instance's declared rules (a candidate's rules describe how its replies may differ).
+            classifier.httpRoutes.learn(instance.hello?.http)
+            guard let agreed = HTTPReplyComparison.agree(
+                request: request, primaryReply, otherReply, declaration: instance.hello?.http)
+            else { return true }
+            same = agreed
+        } else {
+            if (rules[command] ?? .exact) == .ignore { return true }
+            same = agree(command: command, primaryReply, otherReply)
+        }
         stats[instance.id, default: [:]][command, default: ComparisonStats()].compared += 1
         // Mutated in place: copying the window out and back would copy its array on every comparison.
         if windows[instance.id] == nil { windows[instance.id] = (Array(repeating: false, count: windowSize), 0, 0) }
