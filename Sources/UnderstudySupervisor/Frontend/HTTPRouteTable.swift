@@ -18,6 +18,9 @@ final class HTTPRouteTable: @unchecked Sendable {
         }
     }
 
+    /// Whether some version declared this class.
+    func isDeclared(_ commandClass: String) -> Bool { learned.contains(commandClass) }
+
     /// The class of an encoded ``HTTPRequest``: its declared route, else the method and first path segment
     /// ("GET /x/…"), so that classes stay few whatever the paths.
     func classify(_ payload: [UInt8]) -> String {

@@ -146,7 +146,8 @@ final class Comparator: @unchecked Sendable {
             // HTTP: the compared instance's declared rules (a candidate's rules describe how its replies may differ).
             classifier.httpRoutes.learn(instance.hello?.http)
             guard let agreed = HTTPReplyComparison.agree(
-                request: request, primaryReply, otherReply, declaration: instance.hello?.http)
+                request: request, primaryReply, otherReply, declaration: instance.hello?.http,
+                declaredElsewhere: classifier.httpRoutes.isDeclared(command))
             else { return true }
             same = agreed
         } else {

@@ -4,11 +4,15 @@ import UnderstudyWire
 /// JSON bodies compared as values with the declared members ignored and arrays compared as multisets where declared.
 enum HTTPReplyComparison {
     /// Whether two encoded ``HTTPResponse``s to `request` agree under `declaration`'s rules; nil when the route's
-    /// responses are not compared at all.
-    static func agree(request: ApplyRequest, _ a: [UInt8], _ b: [UInt8], declaration: HTTPServiceDeclaration?) -> Bool? {
+    /// responses are not compared at all: the route says so, or it is one that another version declares and this
+    /// one does not (an endpoint one version adds or removes answers differently by design).
+    static func agree(
+        request: ApplyRequest, _ a: [UInt8], _ b: [UInt8], declaration: HTTPServiceDeclaration?, declaredElsewhere: Bool = false
+    ) -> Bool? {
         var route: HTTPRouteDeclaration?
         if let declaration, let r = try? HTTPRequest(decoding: request.payload) {
             route = declaration.route(method: r.method, path: r.path)
+            if route == nil && declaredElsewhere { return nil }
         }
         if route?.comparison.ignore == true { return nil }
         if a == b { return true }
