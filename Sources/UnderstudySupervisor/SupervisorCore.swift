@@ -134,8 +134,9 @@ final class SupervisorCore: @unchecked Sendable {
         })
         self.token = try AdminToken.loadOrCreate(dataDirectory: configuration.dataDirectory)
         if configuration.prediction {
-            pipeline.primaryResultObserver = { [prediction] request, result in
-                prediction.observe(request: request, result: result)
+            let sampler = PredictionSampler(loop: loop, advisor: prediction)
+            pipeline.primaryResultObserver = { request, result in
+                sampler.observe(request: request, result: result)
             }
         }
         deploys.surpriseProvider = { [prediction] in prediction.currentSurprise }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import Synchronization
 import UnderstudyPrediction
 import UnderstudyWire
@@ -77,18 +78,21 @@ final class PredictionAdvisor: Sendable {
         self.loadWindowSeconds = Double(PredictionEngineConfiguration().loadWindowMillis) / 1000
     }
 
-    /// Called on the core loop for every primary result; never blocks.
-    func observe(request: ApplyRequest, result: ApplyResult) {
-        guard request.tag == InputTag.resp || request.tag == InputTag.respTransaction else { return }
+    /// Takes a batch of sampled observations from the core loop (one lock per loop turn); `skipped` were not
+    /// sampled and count as dropped, so forecasts are scaled back to the whole stream.
+    func enqueue(_ items: [Item], skipped: Int) {
         shared.withLock { s in
             guard s.running else { return }
-            if s.queue.count >= capacity {
-                s.dropped += 1
-                return
-            }
-            s.queue.append(Item(tag: request.tag, payload: request.payload, touched: result.touched, written: result.written, time: request.time))
+            s.dropped += skipped
+            let room = max(0, capacity - s.queue.count)
+            if items.count > room { s.dropped += items.count - room }
+            s.queue.append(contentsOf: items.prefix(room))
         }
     }
+
+    /// One in how many primary results the core loop hands over: raised while the engine drops what it gets,
+    /// lowered while it keeps up, so the request path pays for no observation the engine would not use.
+    let sampleStride = Atomic<Int>(1)
 
     /// The latest mean surprise score, if the engine has one.
     var currentSurprise: Double? { shared.withLock { $0.latest.surpriseMean ?? $0.latest.surprise } }
@@ -173,6 +177,13 @@ final class PredictionAdvisor: Sendable {
             let busyStart = Date()
             let budget = batch.count > 2000 ? Array(batch.suffix(2000)) : batch
             if budget.count < batch.count { shared.withLock { $0.dropped += batch.count - budget.count } }
+            // Sample less on the loop while the engine cannot keep up; more while it has room.
+            let stride = sampleStride.load(ordering: .relaxed)
+            if budget.count < batch.count {
+                sampleStride.store(min(stride * 2, 1024), ordering: .relaxed)
+            } else if batch.count < 500 && stride > 1 {
+                sampleStride.store(stride / 2, ordering: .relaxed)
+            }
             for item in budget {
                 let command: String
                 var keys: [[UInt8]] = []
@@ -222,5 +233,47 @@ final class PredictionAdvisor: Sendable {
             usleep(UInt32(min(0.5, max(0.002, busy * 9)) * 1_000_000))
             if Date().timeIntervalSince(lastPublish) > 0.25 { publish() }
         }
+    }
+}
+
+/// The core loop's side of the prediction feed: samples primary results (one in ``PredictionAdvisor/sampleStride``)
+/// and hands them to the advisor in one batch per loop turn — no lock and no hand-off per request.
+///
+/// Loop-bound: `observe` is called only from the request path on the core event loop, and the flush is scheduled
+/// on it through NIO's isolated API.
+final class PredictionSampler {
+    let loop: any EventLoop
+    let advisor: PredictionAdvisor
+    private var batch: [PredictionAdvisor.Item] = []
+    private var skipped = 0
+    private var counter = 0
+    private var flushScheduled = false
+
+    init(loop: any EventLoop, advisor: PredictionAdvisor) {
+        self.loop = loop
+        self.advisor = advisor
+    }
+
+    /// One primary result (called on the core loop).
+    func observe(request: ApplyRequest, result: ApplyResult) {
+        guard request.tag == InputTag.resp || request.tag == InputTag.respTransaction else { return }
+        counter &+= 1
+        let stride = advisor.sampleStride.load(ordering: .relaxed)
+        if stride > 1 && counter % stride != 0 {
+            skipped += 1
+            return
+        }
+        batch.append(.init(tag: request.tag, payload: request.payload, touched: result.touched, written: result.written, time: request.time))
+        if !flushScheduled {
+            flushScheduled = true
+            loop.assumeIsolated().execute { self.flush() }
+        }
+    }
+
+    private func flush() {
+        flushScheduled = false
+        advisor.enqueue(batch, skipped: skipped)
+        batch.removeAll(keepingCapacity: true)
+        skipped = 0
     }
 }
