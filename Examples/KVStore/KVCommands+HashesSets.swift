@@ -51,6 +51,15 @@ extension KVStorage {
         case "hincrby": return cmdHincrby(a, &env)
         case "hincrbyfloat": return cmdHincrbyfloat(a, &env)
         case "hrandfield": return cmdHrandfield(a, &env)
+        case "hscan":
+            guard let cursor = parseCursor(a[2]) else { return .error("ERR invalid cursor") }
+            switch lookup(a[1], &env) {
+            case nil: return .array([.text("0"), .emptyArray])
+            case .hash(let h)?:
+                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: Self.encodingName(.hash(h)) == "listpack",
+                                      items: h.sortedFields.map { ($0, [.bulk($0), .bulk(h[$0]!)]) })
+            default: return .wrongType
+            }
         default: return setCommand(name, a, &env)
         }
     }
@@ -259,8 +268,17 @@ extension KVStorage {
             _ = mutateSet(a[1], &env, create: false) { $0.remove(a[3]) }
             _ = mutateSet(a[2], &env, create: true) { $0.insert(a[3]) }
             return .integer(1)
+        case "sscan":
+            guard let cursor = parseCursor(a[2]) else { return .error("ERR invalid cursor") }
+            switch lookup(a[1], &env) {
+            case nil: return .array([.text("0"), .emptyArray])
+            case .set(let s)?:
+                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: Self.encodingName(.set(s)) == "intset",
+                                      items: s.sorted.map { ($0, [.bulk($0)]) })
+            default: return .wrongType
+            }
         default:
-            return .error("ERR unknown command '\(name)'")
+            return sortedSetCommand(name, a, &env)
         }
     }
 

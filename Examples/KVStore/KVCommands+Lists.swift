@@ -320,6 +320,7 @@ extension KVStorage {
         case .list?: return .list
         case .hash?: return .hash
         case .set?: return .set
+        case .zset?: return .zset
         }
     }
 

@@ -67,7 +67,7 @@ extension KVStorage {
     func commandInfo(_ name: String, _ arity: Int) -> Reply {
         let noKeys: Set<String> = [
             "ping", "echo", "quit", "select", "hello", "command", "client", "info", "config", "dbsize", "flushdb",
-            "flushall", "time", "keys", "scan", "randomkey", "object", "lmpop",
+            "flushall", "time", "keys", "scan", "randomkey", "object", "lmpop", "zunion", "zinter", "zdiff", "zintercard",
         ]
         let (first, last, step): (Int64, Int64, Int64)
         if noKeys.contains(name) {
@@ -77,7 +77,7 @@ extension KVStorage {
         } else if ["mget", "del", "unlink", "exists", "sinter", "sunion", "sdiff", "sinterstore", "sunionstore",
                    "sdiffstore"].contains(name) {
             (first, last, step) = (1, -1, 1)
-        } else if ["rename", "renamenx", "lmove", "rpoplpush", "smove", "copy"].contains(name) {
+        } else if ["rename", "renamenx", "lmove", "rpoplpush", "smove", "copy", "zrangestore"].contains(name) {
             (first, last, step) = (1, 2, 1)
         } else {
             (first, last, step) = (1, 1, 1)
@@ -231,6 +231,9 @@ extension KVStorage {
         case .set(let s):
             let ints = s.count <= 512 && s.members.allSatisfy { RedisNumber.parseInt($0) != nil }
             return ints ? "intset" : "hashtable"
+        case .zset(let z):
+            let small = z.count <= 128 && z.elements.allSatisfy { $0.member.count <= 64 }
+            return small ? "listpack" : "skiplist"
         }
     }
 

@@ -44,7 +44,13 @@ public enum KVCommandTable {
             ("hincrbyfloat", 4), ("hstrlen", 3), ("hrandfield", -2),
             ("sadd", -3), ("srem", -3), ("smembers", 2), ("sismember", 3), ("smismember", -3), ("scard", 2),
             ("spop", -2), ("srandmember", -2), ("sinter", -2), ("sunion", -2), ("sdiff", -2),
-            ("sinterstore", -3), ("sunionstore", -3), ("sdiffstore", -3), ("smove", 4),
+            ("sinterstore", -3), ("sunionstore", -3), ("sdiffstore", -3), ("smove", 4), ("sscan", -3), ("hscan", -3),
+            ("zadd", -4), ("zincrby", 4), ("zrem", -3), ("zcard", 2), ("zscore", 3), ("zmscore", -3), ("zrank", 3),
+            ("zrevrank", 3), ("zcount", 4), ("zlexcount", 4), ("zrange", -4), ("zrangestore", -5), ("zrevrange", -4),
+            ("zrangebyscore", -4), ("zrevrangebyscore", -4), ("zrangebylex", -4), ("zrevrangebylex", -4),
+            ("zremrangebyrank", 4), ("zremrangebyscore", 4), ("zremrangebylex", 4), ("zpopmin", -2), ("zpopmax", -2),
+            ("zrandmember", -2), ("zunion", -3), ("zinter", -3), ("zdiff", -3), ("zunionstore", -4),
+            ("zinterstore", -4), ("zdiffstore", -4), ("zintercard", -3), ("zscan", -3),
         ]
         for (n, a) in v1 { t[n] = (a, false) }
         for (n, a) in [("copy", -3), ("lmpop", -4), ("object", -2)] { t[n] = (a, true) }
@@ -186,6 +192,7 @@ extension KVStorage {
         case .list?: return .list
         case .hash?: return .hash
         case .set?: return .set
+        case .zset?: return .zset
         }
     }
 
@@ -210,7 +217,7 @@ extension KVStorage {
 }
 
 /// The type of a value.
-enum KVKind { case string, list, hash, set }
+enum KVKind { case string, list, hash, set, zset }
 
 /// A reply that aborts a command.
 struct ReplyError: Error {

@@ -260,6 +260,8 @@ public enum KVValue: Sendable, StateValue {
     case hash(KVHash)
     /// A set.
     case set(KVSet)
+    /// A sorted set.
+    case zset(KVSortedSet)
 
     /// The name TYPE reports.
     public var typeName: String {
@@ -268,10 +270,11 @@ public enum KVValue: Sendable, StateValue {
         case .list: "list"
         case .hash: "hash"
         case .set: "set"
+        case .zset: "zset"
         }
     }
 
-    /// Canonical encoding: tag, then contents (hash fields and set members sorted).
+    /// Canonical encoding: tag, then contents (hash fields and set members sorted, sorted-set elements in order).
     public func encode(to w: inout ByteWriter) {
         switch self {
         case .string(let b):
@@ -292,6 +295,14 @@ public enum KVValue: Sendable, StateValue {
             w.write(UInt8(3))
             w.writeVarint(UInt64(s.count))
             for m in s.sorted { w.writeBytes(m) }
+        case .zset(let z):
+            // Elements in (score, member) order; a score as its IEEE 754 bits (never NaN or -0).
+            w.write(UInt8(4))
+            w.writeVarint(UInt64(z.count))
+            for e in z.elements {
+                w.writeBytes(e.member)
+                w.write(e.score.bitPattern)
+            }
         }
     }
 
@@ -319,6 +330,16 @@ public enum KVValue: Sendable, StateValue {
             var s = KVSet()
             for _ in 0..<n { s.insert(try r.readBytes()) }
             self = .set(s)
+        case 4:
+            let n = try r.readCount()
+            var z = KVSortedSet()
+            for _ in 0..<n {
+                let m = try r.readBytes()
+                let score = Double(bitPattern: try r.read(UInt64.self))
+                guard !score.isNaN else { throw DecodingError("NaN score in a sorted set") }
+                guard z.set(m, score) else { throw DecodingError("repeated member in a sorted set") }
+            }
+            self = .zset(z)
         case let t:
             throw DecodingError("unknown KVValue tag \(t)")
         }
@@ -343,6 +364,10 @@ public enum KVValue: Sendable, StateValue {
             h.combine(3)
             h.combine(UInt64(s.count))
             h.combine(s.sum)
+        case .zset(let z):
+            h.combine(4)
+            h.combine(UInt64(z.count))
+            h.combine(z.sum)
         }
         return h.finalize()
     }
@@ -354,6 +379,7 @@ public enum KVValue: Sendable, StateValue {
         case .list(let l): l.byteEstimate
         case .hash(let h): h.byteEstimate
         case .set(let s): s.byteEstimate
+        case .zset(let z): z.byteEstimate
         }
     }
 }

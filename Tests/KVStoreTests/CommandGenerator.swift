@@ -17,6 +17,8 @@ struct SeededRNG: RandomNumberGenerator {
 /// How a reply is compared against redis-server's.
 enum Comparison {
     case exact, unordered, ttl(Int64), shape, scanKeys
+    /// An array of (name, value) pairs in any order; or a scan reply whose page is such pairs.
+    case unorderedPairs, scanPairs
 }
 
 /// Random command sequences over all command groups, with errors and edge cases.
@@ -26,9 +28,14 @@ struct CommandGenerator {
     var includeRandom: Bool
     let now: () -> Int64
 
-    static let groups = ["string", "keys", "list", "hash", "set", "expiry", "errors"]
+    static let groups = ["string", "keys", "list", "hash", "set", "expiry", "errors", "zset", "zlex"]
 
-    init(seed: UInt64, includeV2: Bool, includeRandom: Bool = false, now: @escaping () -> Int64) {
+    /// The groups commands are drawn from (uniformly; repeat a group to weight it).
+    var groups = Self.groups
+
+    init(seed: UInt64, includeV2: Bool, includeRandom: Bool = false, groups: [String] = Self.groups,
+         now: @escaping () -> Int64) {
+        self.groups = groups
         rng = SeededRNG(seed: seed)
         self.includeV2 = includeV2
         self.includeRandom = includeRandom
@@ -96,11 +103,36 @@ struct CommandGenerator {
         rng.pick(["*", "k1*", "k?", "k[0-3]*", "*[^1]", "\\*", "k1[", "bin*", "*2", "h*", "[a-z]*"])
     }
 
+    mutating func score() -> String {
+        rng.chance(0.12) ? rng.pick(["nan", "abc", "", " 1", "1e400", "(1", "-nan", "1e-400"])
+            : rng.pick(["1", "2", "3", "-1", "0", "1.5", "0.1", "0.3", "-0", "inf", "-inf", "+inf", "1e3", "7", "-2.5",
+                        "3.0000000000000004", "0x10", "1e-310", "10", "5"])
+    }
+
+    mutating func scoreBound() -> String {
+        rng.pick(["-inf", "+inf", "inf", "(1", "1", "(0", "0", "2.5", "(inf", "(-inf", "", "x", "nan", "(nan", "5",
+                  "-1", "(-1", "3", "(3", " 2", "1e400", "(", "0.1", "(0.3"])
+    }
+
+    mutating func lexBound() -> String {
+        rng.chance(0.1) ? rng.pick(["", "a", "+x", "-x", "!"])
+            : rng.pick(["-", "+", "[a", "(a", "[c", "(c", "[m1", "(m5", "[", "(", "[b\u{0}", "[h", "(zz", "[d"])
+    }
+
+    mutating func zmember() -> String { rng.chance(0.1) ? "m\u{0}x" : "m\(rng.int(10))" }
+
+    mutating func rankIndex() -> String {
+        rng.chance(0.08) ? rng.pick(["9223372036854775807", "-9223372036854775808", "x", "1.5", "9223372036854775808"])
+            : String(rng.int(16) - 8)
+    }
+
+    mutating func zkeys(_ n: Int) -> [String] { (0..<n).map { _ in key() } }
+
     /// The next command and how to compare its reply.
     mutating func next() -> ([String], Comparison) {
-        var (cmd, cmp) = command(Self.groups[rng.int(Self.groups.count)])
+        var (cmd, cmp) = command(groups[rng.int(groups.count)])
         // Arity mistakes: drop trailing arguments (not where a shorter form picks at random).
-        let random: Set<String> = ["SPOP", "SRANDMEMBER", "HRANDFIELD", "RANDOMKEY"]
+        let random: Set<String> = ["SPOP", "SRANDMEMBER", "HRANDFIELD", "RANDOMKEY", "ZRANDMEMBER", "SCAN", "SSCAN", "HSCAN"]
         if rng.chance(0.02) && cmd.count > 1 && !random.contains(cmd[0]) {
             cmd.removeLast(1 + rng.int(cmd.count - 1))
         }
@@ -254,6 +286,116 @@ struct CommandGenerator {
             case 13: return (["SMOVE", k, rng.chance(0.1) ? k : key(), member()], .exact)
             case 14 where includeRandom: return (["SRANDMEMBER", k, String(-rng.int(6) - 1)], .shape)
             default: return (["SADD", k, String(rng.int(30))], .exact)
+            }
+        case "zset":
+            switch rng.int(34) {
+            case 0, 1, 2, 3:
+                var c = ["ZADD", k]
+                if rng.chance(0.3) {
+                    for _ in 0..<(1 + rng.int(2)) { c.append(rng.pick(["NX", "XX", "GT", "LT", "CH", "INCR", "ch"])) }
+                }
+                for _ in 0..<(1 + rng.int(3)) { c += [score(), zmember()] }
+                if rng.chance(0.03) { c.append(score()) }
+                return (c, .exact)
+            case 4: return (["ZINCRBY", k, score(), zmember()], .exact)
+            case 5: return (["ZREM", k, zmember(), zmember()], .exact)
+            case 6: return (["ZCARD", k], .exact)
+            case 7: return (["ZSCORE", k, zmember()], .exact)
+            case 8: return (["ZMSCORE", k, zmember(), zmember()], .exact)
+            case 9: return ([rng.pick(["ZRANK", "ZREVRANK"]), k, zmember()], .exact)
+            case 10: return (["ZCOUNT", k, scoreBound(), scoreBound()], .exact)
+            case 11, 12:
+                var c = ["ZRANGE", k]
+                let by = rng.int(3)
+                if by == 0 { c += [rankIndex(), rankIndex()] } else { c += [scoreBound(), scoreBound()] }
+                if by == 1 { c.append("BYSCORE") }
+                if by == 2 && rng.chance(0.2) { c.append("BYLEX") }
+                if rng.chance(0.3) { c.append("REV") }
+                if rng.chance(0.3) { c += ["LIMIT", rng.pick(["0", "1", "-1", "2", "x"]), rng.pick(["1", "2", "-1", "0", "100"])] }
+                if rng.chance(0.4) { c.append("WITHSCORES") }
+                if rng.chance(0.03) { c.append(rng.pick(["REV", "BOGUS", "BYSCORE"])) }
+                return (c, .exact)
+            case 13: return (["ZREVRANGE", k, rankIndex(), rankIndex()] + (rng.chance(0.5) ? ["WITHSCORES"] : []), .exact)
+            case 14, 15:
+                var c = [rng.pick(["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]), k, scoreBound(), scoreBound()]
+                if rng.chance(0.4) { c.append("WITHSCORES") }
+                if rng.chance(0.3) { c += ["LIMIT", rng.pick(["0", "1", "-1", "2", "3"]), rng.pick(["1", "2", "-1", "0", "9223372036854775807"])] }
+                return (c, .exact)
+            case 16:
+                var c = ["ZRANGESTORE", key(), k]
+                if rng.chance(0.5) { c += [rankIndex(), rankIndex()] } else { c += [scoreBound(), scoreBound(), "BYSCORE"] }
+                if rng.chance(0.2) { c.append("REV") }
+                if rng.chance(0.1) { c.append("WITHSCORES") }
+                return (c, .exact)
+            case 17: return (["ZREMRANGEBYRANK", k, rankIndex(), rankIndex()], .exact)
+            case 18: return (["ZREMRANGEBYSCORE", k, scoreBound(), scoreBound()], .exact)
+            case 19:
+                var c = [rng.pick(["ZPOPMIN", "ZPOPMAX"]), k]
+                if rng.chance(0.6) { c.append(rng.pick(["1", "2", "0", "-1", "x", "100"])) }
+                if rng.chance(0.03) { c.append("1") }
+                return (c, .exact)
+            case 20:
+                if includeRandom { return (["ZRANDMEMBER", k] + (rng.chance(0.6) ? [String(rng.int(10) - 5)] : []), .shape) }
+                let count = rng.pick(["1000", "0", "x", "-9223372036854775808", "4611686018427387904"])
+                if rng.chance(0.5) { return (["ZRANDMEMBER", k, count, "WITHSCORES"], .unorderedPairs) }
+                return (["ZRANDMEMBER", k, count], .unordered)
+            case 21, 22, 23:
+                let op = rng.pick(["ZUNION", "ZINTER", "ZDIFF"])
+                let n = 1 + rng.int(3)
+                var c = [op, rng.chance(0.05) ? rng.pick(["0", "-1", "x", "9"]) : String(n)] + [k] + zkeys(n - 1)
+                if rng.chance(0.4) { c += ["WEIGHTS"] + (0..<n).map { _ in rng.pick(["1", "2", "0.5", "-1", "0", "0.1", "inf", "nan"]) } }
+                if rng.chance(0.4) { c += ["AGGREGATE", rng.pick(["SUM", "MIN", "MAX", "avg"])] }
+                if rng.chance(0.5) { c.append("WITHSCORES") }
+                return (c, .exact)
+            case 24, 25:
+                let op = rng.pick(["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"])
+                let n = 1 + rng.int(3)
+                var c = [op, key(), String(n), k] + zkeys(n - 1)
+                if rng.chance(0.4) { c += ["WEIGHTS"] + (0..<n).map { _ in rng.pick(["1", "2", "0.5", "-1", "0.1"]) } }
+                if rng.chance(0.4) { c += ["AGGREGATE", rng.pick(["SUM", "MIN", "MAX"])] }
+                if rng.chance(0.05) { c.append("WITHSCORES") }
+                return (c, .exact)
+            case 26:
+                let n = 1 + rng.int(3)
+                var c = ["ZINTERCARD", rng.chance(0.05) ? rng.pick(["0", "x", "5"]) : String(n), k] + zkeys(n - 1)
+                if rng.chance(0.4) { c += ["LIMIT", rng.pick(["0", "1", "2", "-1", "x"])] }
+                return (c, .exact)
+            case 27:
+                var c = ["ZSCAN", k, rng.chance(0.1) ? rng.pick(["x", "-1", "18446744073709551616"]) : "0"]
+                if rng.chance(0.4) { c += ["MATCH", rng.pick(["m1*", "*", "m[0-4]", "*x"])] }
+                if rng.chance(0.3) { c += ["COUNT", rng.pick(["1000", "0", "x", "5"])] }
+                if rng.chance(0.05) { c.append("TYPE") }
+                return (c, .exact)
+            case 28:
+                var c = ["SSCAN", k, "0", "COUNT", "1000"]
+                if rng.chance(0.4) { c += ["MATCH", rng.pick(["m1*", "*", "1*", "[0-4]"])] }
+                return (c, .scanKeys)
+            case 29:
+                var c = ["HSCAN", k, "0", "COUNT", "1000"]
+                if rng.chance(0.4) { c += ["MATCH", rng.pick(["f1*", "*", "f[0-4]"])] }
+                return (c, .scanPairs)
+            default: return (["ZADD", k, String(rng.int(10)), zmember()], .exact)
+            }
+        case "zlex":
+            // Sorted sets whose scores are all 0, where lexicographic ranges are defined.
+            let z = "zl\(rng.int(4))"
+            let m = rng.pick(["a", "b", "c", "d", "e", "f", "g", "h", "m1", "m5", "", "b\u{0}", "zz"])
+            switch rng.int(10) {
+            case 0, 1, 2: return (["ZADD", z, "0", m, "0", rng.pick(["a", "c", "e", "g", "m2"])], .exact)
+            case 3: return (["ZLEXCOUNT", z, lexBound(), lexBound()], .exact)
+            case 4, 5:
+                var c = [rng.pick(["ZRANGEBYLEX", "ZREVRANGEBYLEX"]), z, lexBound(), lexBound()]
+                if rng.chance(0.3) { c += ["LIMIT", rng.pick(["0", "1", "-1", "2"]), rng.pick(["1", "2", "-1", "0"])] }
+                if rng.chance(0.05) { c.append("WITHSCORES") }
+                return (c, .exact)
+            case 6:
+                var c = ["ZRANGE", z, lexBound(), lexBound(), "BYLEX"]
+                if rng.chance(0.4) { c.append("REV") }
+                if rng.chance(0.3) { c += ["LIMIT", rng.pick(["0", "1", "-1"]), rng.pick(["1", "3", "-1"])] }
+                return (c, .exact)
+            case 7: return (["ZREMRANGEBYLEX", z, lexBound(), lexBound()], .exact)
+            case 8: return (["ZRANGESTORE", key(), z, lexBound(), lexBound(), "BYLEX"] + (rng.chance(0.3) ? ["REV"] : []), .exact)
+            default: return ([rng.pick(["ZREM", "ZSCORE", "ZRANK"]), z, m], .exact)
             }
         case "expiry":
             switch rng.int(14) {

@@ -10,6 +10,15 @@ func wallMillis() -> Int64 {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
+/// The milliseconds of a TIME reply from redis-server.
+func redisMillis(_ reply: [UInt8]) -> Int64? {
+    guard case .array(let items?) = RESPValue.parseAll(reply), items.count == 2,
+          case .bulk(let s?) = items[0], case .bulk(let u?) = items[1],
+          let seconds = Int64(String(decoding: s, as: UTF8.self)), let micros = Int64(String(decoding: u, as: UTF8.self))
+    else { return nil }
+    return seconds * 1000 + micros / 1000
+}
+
 /// Compares a reply from our service against redis-server's; nil when they agree.
 func compareReplies(_ ours: [UInt8], _ theirs: [UInt8], _ mode: Comparison) -> String? {
     if ours == theirs { return nil }
@@ -18,6 +27,10 @@ func compareReplies(_ ours: [UInt8], _ theirs: [UInt8], _ mode: Comparison) -> S
     func sortedArray(_ v: RESPValue) -> RESPValue {
         if case .array(let items?) = v { return .array(items.sorted()) }
         return v
+    }
+    func pairs(_ items: [RESPValue]) -> [[RESPValue]] {
+        stride(from: 0, to: items.count, by: 2).map { Array(items[$0..<min($0 + 2, items.count)]) }
+            .sorted { $0.lexicographicallyPrecedes($1) }
     }
     switch mode {
     case .exact:
@@ -33,6 +46,11 @@ func compareReplies(_ ours: [UInt8], _ theirs: [UInt8], _ mode: Comparison) -> S
         case (.error(let x), .error(let y)) where x == y: return nil
         default: break
         }
+    case .unorderedPairs:
+        if case .array(let x?) = a, case .array(let y?) = b, pairs(x) == pairs(y) { return nil }
+    case .scanPairs:
+        if case .array(let x?) = a, case .array(let y?) = b, x.count == 2, y.count == 2, x[0] == y[0],
+           case .array(let p?) = x[1], case .array(let q?) = y[1], pairs(p) == pairs(q) { return nil }
     case .scanKeys:
         if case .array(let x?) = a, case .array(let y?) = b, x.count == 2, y.count == 2,
            sortedArray(x[1]) == sortedArray(y[1]) { return nil }
@@ -56,11 +74,12 @@ struct DifferentialTests {
     }
 
     /// Runs `count` commands; returns mismatches (at most 30 recorded).
-    static func run(seed: UInt64, count: Int, includeV2: Bool, client: RESPClient) throws -> [Mismatch] {
+    static func run(seed: UInt64, count: Int, includeV2: Bool, groups: [String] = CommandGenerator.groups,
+                    client: RESPClient) throws -> [Mismatch] {
         _ = try client.call("FLUSHALL")
         var v1 = ServiceEngine(service: KVServiceV1())
         var v2 = ServiceEngine(service: KVServiceV2())
-        var generator = CommandGenerator(seed: seed, includeV2: includeV2, now: wallMillis)
+        var generator = CommandGenerator(seed: seed, includeV2: includeV2, groups: groups, now: wallMillis)
         var mismatches: [Mismatch] = []
         var sequence: UInt64 = 0
         let batchSize = 400
@@ -68,11 +87,15 @@ struct DifferentialTests {
         while done < count {
             var batch: [([String], Comparison)] = []
             for _ in 0..<min(batchSize, count - done) { batch.append(generator.next()) }
-            let theirs = try client.pipeline(batch.map { $0.0.map { Array($0.utf8) } })
+            // TIME before each command: each version applies it at redis-server's clock, so expiry comparisons
+            // (GT, LT, equal deadlines) see the same milliseconds on both sides.
+            let replies = try client.pipeline(batch.flatMap { [[Array("TIME".utf8)], $0.0.map { Array($0.utf8) }] })
+            let theirs = stride(from: 1, to: replies.count, by: 2).map { replies[$0] }
             for (i, (cmd, mode)) in batch.enumerated() {
                 sequence += 1
                 let request = ApplyRequest(
-                    sequence: sequence, time: wallMillis(), seed: sequence &* 7919, tag: InputTag.resp,
+                    sequence: sequence, time: redisMillis(replies[2 * i]) ?? wallMillis(), seed: sequence &* 7919,
+                    tag: InputTag.resp,
                     payload: CommandCodec.encode(cmd.map { Array($0.utf8) }))
                 let r2 = v2.apply(request).response
                 if let d = compareReplies(r2, theirs[i], mode), mismatches.count < 30 {
@@ -121,11 +144,11 @@ struct DifferentialTests {
         #expect(all.isEmpty, "\(all.count) differences:\n\(all.prefix(30).map(\.description).joined(separator: "\n"))")
     }
 
-    @Test("v1 and v2 agree with redis-server on 44 000 commands over all groups")
+    @Test("v1 and v2 agree with redis-server on 120 000 commands over all groups")
     func commonCommands() throws {
         try againstRedis { client in
             var all: [Mismatch] = []
-            let perSeed = Int(ProcessInfo.processInfo.environment["KV_DIFF_COUNT"] ?? "") ?? 11_000
+            let perSeed = Int(ProcessInfo.processInfo.environment["KV_DIFF_COUNT"] ?? "") ?? 30_000
             for seed in 1...4 as ClosedRange<UInt64> {
                 all += try Self.run(seed: seed, count: perSeed, includeV2: false, client: client)
             }
@@ -133,9 +156,21 @@ struct DifferentialTests {
         }
     }
 
-    @Test("v2 agrees with redis-server including COPY and LMPOP (8 000 commands)")
+    @Test("v2 agrees with redis-server including COPY and LMPOP (20 000 commands)")
     func version2Commands() throws {
-        try againstRedis { client in try Self.run(seed: 99, count: 8_000, includeV2: true, client: client) }
+        try againstRedis { client in try Self.run(seed: 99, count: 20_000, includeV2: true, client: client) }
+    }
+
+    @Test("v1 and v2 agree with redis-server on 80 000 commands weighted to sorted sets and scans")
+    func sortedSetCommands() throws {
+        let groups = ["zset", "zset", "zset", "zlex", "zlex", "set", "hash", "keys", "string", "errors"]
+        try againstRedis { client in
+            var all: [Mismatch] = []
+            for seed in 201...204 as ClosedRange<UInt64> {
+                all += try Self.run(seed: seed, count: 20_000, includeV2: false, groups: groups, client: client)
+            }
+            return all
+        }
     }
 }
 
