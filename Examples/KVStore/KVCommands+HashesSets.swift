@@ -268,6 +268,28 @@ extension KVStorage {
             _ = mutateSet(a[1], &env, create: false) { $0.remove(a[3]) }
             _ = mutateSet(a[2], &env, create: true) { $0.insert(a[3]) }
             return .integer(1)
+        case "sintercard":
+            guard let numkeys = RedisNumber.parseInt(a[1]), numkeys >= 1 else {
+                return .error("ERR numkeys should be greater than 0")
+            }
+            if numkeys > Int64(a.count - 2) { return .error("ERR Number of keys can't be greater than number of args") }
+            var limit: Int64 = 0
+            var j = 2 + Int(numkeys)
+            while j < a.count {
+                guard eq(a[j], "limit") && j + 1 < a.count else { return .syntax }
+                guard let l = RedisNumber.parseInt(a[j + 1]), l >= 0 else { return .error("ERR LIMIT can't be negative") }
+                limit = l
+                j += 2
+            }
+            guard let sets = readSets(a[2..<(2 + Int(numkeys))], &env) else { return .wrongType }
+            if sets.contains(where: { $0 == nil }) { return .integer(0) }
+            let ordered = sets.map { $0! }.sorted { $0.count < $1.count }
+            var n: Int64 = 0
+            for m in ordered[0].members where ordered.dropFirst().allSatisfy({ $0.contains(m) }) {
+                n += 1
+                if limit > 0 && n >= limit { break }
+            }
+            return .integer(n)
         case "sscan":
             guard let cursor = parseCursor(a[2]) else { return .error("ERR invalid cursor") }
             switch lookup(a[1], &env) {

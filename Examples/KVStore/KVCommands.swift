@@ -32,7 +32,8 @@ public enum KVCommandTable {
             ("get", 2), ("set", -3), ("setnx", 3), ("setex", 4), ("psetex", 4), ("mget", -2), ("mset", -3),
             ("msetnx", -3), ("getset", 3), ("getdel", 2), ("getex", -2), ("append", 3), ("strlen", 2),
             ("getrange", 4), ("setrange", 4), ("incr", 2), ("decr", 2), ("incrby", 3), ("decrby", 3),
-            ("incrbyfloat", 3),
+            ("incrbyfloat", 3), ("substr", 4), ("setbit", 4), ("getbit", 3), ("bitcount", -2), ("bitpos", -3),
+            ("bitop", -4), ("bitfield", -2), ("bitfield_ro", -2), ("lcs", -3),
             ("del", -2), ("unlink", -2), ("exists", -2), ("type", 2), ("rename", 3), ("renamenx", 3),
             ("keys", 2), ("scan", -2), ("randomkey", 1), ("expire", -3), ("pexpire", -3), ("expireat", -3),
             ("pexpireat", -3), ("ttl", 2), ("pttl", 2), ("expiretime", 2), ("pexpiretime", 2), ("persist", 2),
@@ -45,6 +46,7 @@ public enum KVCommandTable {
             ("sadd", -3), ("srem", -3), ("smembers", 2), ("sismember", 3), ("smismember", -3), ("scard", 2),
             ("spop", -2), ("srandmember", -2), ("sinter", -2), ("sunion", -2), ("sdiff", -2),
             ("sinterstore", -3), ("sunionstore", -3), ("sdiffstore", -3), ("smove", 4), ("sscan", -3), ("hscan", -3),
+            ("sintercard", -3),
             ("zadd", -4), ("zincrby", 4), ("zrem", -3), ("zcard", 2), ("zscore", 3), ("zmscore", -3), ("zrank", 3),
             ("zrevrank", 3), ("zcount", 4), ("zlexcount", 4), ("zrange", -4), ("zrangestore", -5), ("zrevrange", -4),
             ("zrangebyscore", -4), ("zrevrangebyscore", -4), ("zrangebylex", -4), ("zrevrangebylex", -4),
@@ -135,7 +137,9 @@ extension KVStorage {
         case "getex": return cmdGetex(a, &env)
         case "append": return cmdAppend(a, &env)
         case "strlen": return cmdStrlen(a, &env)
-        case "getrange": return cmdGetrange(a, &env)
+        case "getrange", "substr": return cmdGetrange(a, &env)
+        case "setbit", "getbit", "bitcount", "bitpos", "bitop", "bitfield", "bitfield_ro", "lcs":
+            return bitCommand(name, a, &env)
         case "setrange": return cmdSetrange(a, &env)
         case "incr": return incrDecr(a[1], 1, &env)
         case "decr": return incrDecr(a[1], -1, &env)

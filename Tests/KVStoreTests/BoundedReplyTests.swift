@@ -18,12 +18,15 @@ struct BoundedReplyTests {
         var e = ServiceEngine(service: KVServiceV2())
         _ = Self.reply(&e, ["SADD", "st", "a", "b", "c"])
         _ = Self.reply(&e, ["HSET", "h", "f", "v", "g", "w"])
+        _ = Self.reply(&e, ["ZADD", "z", "1", "a", "2.5", "b"])
         let tooLarge = "-ERR count is too large: the reply could exceed 16777216 bytes\r\n"
         func text(_ parts: [String]) -> String { String(decoding: Self.reply(&e, parts).prefix(200), as: UTF8.self) }
         #expect(text(["SRANDMEMBER", "st", count]) == tooLarge)
         #expect(text(["HRANDFIELD", "h", count]) == tooLarge)
+        #expect(text(["ZRANDMEMBER", "z", count]) == tooLarge)
         if count != "-9223372036854775807" {
             #expect(text(["HRANDFIELD", "h", count, "WITHVALUES"]) == tooLarge)
+            #expect(text(["ZRANDMEMBER", "z", count, "WITHSCORES"]) == tooLarge)
         }
         // Missing keys and other types answer as Redis does before the count matters.
         #expect(Self.reply(&e, ["SRANDMEMBER", "missing", count]) == bytes("*0\r\n"))

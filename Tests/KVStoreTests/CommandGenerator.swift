@@ -28,7 +28,7 @@ struct CommandGenerator {
     var includeRandom: Bool
     let now: () -> Int64
 
-    static let groups = ["string", "keys", "list", "hash", "set", "expiry", "errors", "zset", "zlex"]
+    static let groups = ["string", "keys", "list", "hash", "set", "expiry", "errors", "zset", "zlex", "bits"]
 
     /// The groups commands are drawn from (uniformly; repeat a group to weight it).
     var groups = Self.groups
@@ -396,6 +396,65 @@ struct CommandGenerator {
             case 7: return (["ZREMRANGEBYLEX", z, lexBound(), lexBound()], .exact)
             case 8: return (["ZRANGESTORE", key(), z, lexBound(), lexBound(), "BYLEX"] + (rng.chance(0.3) ? ["REV"] : []), .exact)
             default: return ([rng.pick(["ZREM", "ZSCORE", "ZRANK"]), z, m], .exact)
+            }
+        case "bits":
+            func offset() -> String {
+                rng.chance(0.08) ? rng.pick(["4294967296", "-1", "x", "9223372036854775807", "", "1.0"])
+                    : String(rng.int(rng.chance(0.8) ? 64 : 400))
+            }
+            func range() -> [String] {
+                rng.chance(0.3) ? [] : [rng.pick(["0", "1", "-1", "-2", "2", "5", "-100", "100", "x", "-9223372036854775808",
+                                                  "9223372036854775807"]),
+                                        rng.pick(["0", "1", "-1", "-3", "3", "7", "100", "-100", "x", "9223372036854775807"])]
+                    + (rng.chance(0.4) ? [rng.pick(["BYTE", "BIT", "bit", "words"])] : [])
+            }
+            func fieldType() -> String {
+                rng.chance(0.1) ? rng.pick(["u64", "i65", "u0", "I8", "x", "", "i", "u-1"])
+                    : rng.pick(["u1", "i1", "u8", "i8", "u16", "i16", "u5", "i7", "i64", "u63", "i32", "u31"])
+            }
+            func fieldOffset() -> String {
+                rng.chance(0.08) ? rng.pick(["4294967296", "-1", "#-1", "#", "x", "#9223372036854775807"])
+                    : (rng.chance(0.3) ? "#\(rng.int(6))" : String(rng.int(80)))
+            }
+            switch rng.int(16) {
+            case 0, 1: return (["SETBIT", k, offset(), rng.pick(["0", "1", "1", "2", "-1", "x"])], .exact)
+            case 2: return (["GETBIT", k, rng.chance(0.1) ? "4294967295" : offset()], .exact)
+            case 3, 4: return (["BITCOUNT", k] + range(), .exact)
+            case 5, 6:
+                var c = ["BITPOS", k, rng.pick(["0", "1", "1", "0", "2", "x"])]
+                let r = range()
+                c += rng.chance(0.3) ? Array(r.prefix(1)) : r
+                return (c, .exact)
+            case 7:
+                let op = rng.pick(["AND", "OR", "XOR", "NOT", "nand"])
+                return (["BITOP", op, key(), k] + (op == "NOT" && rng.chance(0.8) ? [] : [key()]), .exact)
+            case 8, 9, 10:
+                var c = [rng.chance(0.15) ? "BITFIELD_RO" : "BITFIELD", k]
+                for _ in 0..<(1 + rng.int(3)) {
+                    switch rng.int(5) {
+                    case 0: c += ["GET", fieldType(), fieldOffset()]
+                    case 1: c += ["SET", fieldType(), fieldOffset(), rng.pick(["0", "1", "-1", "255", "256", "-129", "100",
+                                                                               "9223372036854775807", "-9223372036854775808", "x"])]
+                    case 2: c += ["INCRBY", fieldType(), fieldOffset(), rng.pick(["1", "-1", "100", "-200", "1000",
+                                                                                   "9223372036854775807", "-9223372036854775808"])]
+                    case 3: c += ["OVERFLOW", rng.pick(["WRAP", "SAT", "FAIL", "fail", "bogus"])]
+                    default: c += [rng.pick(["GET", "SET", "NOPE"])]
+                    }
+                }
+                return (c, .exact)
+            case 11, 12:
+                var c = ["LCS", k, key()]
+                for _ in 0..<rng.int(3) {
+                    c += rng.pick([["LEN"], ["IDX"], ["WITHMATCHLEN"], ["MINMATCHLEN", rng.pick(["0", "2", "-1", "x"])], ["BAD"]])
+                }
+                return (c, .exact)
+            case 13: return (["SUBSTR", k, index(), index()], .exact)
+            case 14:
+                let n = rng.chance(0.1) ? rng.pick(["0", "x", "5", "-1"]) : String(1 + rng.int(3))
+                var c = ["SINTERCARD", n, k, key(), key()]
+                if rng.chance(0.4) { c += ["LIMIT", rng.pick(["0", "1", "2", "-1", "x"])] }
+                return (c, .exact)
+            default: return (["SET", k, rng.pick(["foobar", "\u{ff}\u{0}\u{f0}", "abc", "", "ohmytext", "mynewtext"])], .exact)
             }
         case "expiry":
             switch rng.int(14) {

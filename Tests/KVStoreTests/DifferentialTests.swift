@@ -161,9 +161,9 @@ struct DifferentialTests {
         try againstRedis { client in try Self.run(seed: 99, count: 20_000, includeV2: true, client: client) }
     }
 
-    @Test("v1 and v2 agree with redis-server on 80 000 commands weighted to sorted sets and scans")
+    @Test("v1 and v2 agree with redis-server on 80 000 commands weighted to sorted sets, bits and scans")
     func sortedSetCommands() throws {
-        let groups = ["zset", "zset", "zset", "zlex", "zlex", "set", "hash", "keys", "string", "errors"]
+        let groups = ["zset", "zset", "zset", "zlex", "zlex", "bits", "bits", "set", "hash", "keys", "string", "errors"]
         try againstRedis { client in
             var all: [Mismatch] = []
             for seed in 201...204 as ClosedRange<UInt64> {
