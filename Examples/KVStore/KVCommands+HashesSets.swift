@@ -56,7 +56,7 @@ extension KVStorage {
             switch lookup(a[1], &env) {
             case nil: return .array([.text("0"), .emptyArray])
             case .hash(let h)?:
-                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: Self.encodingName(.hash(h)) == "listpack",
+                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: encodingName(.hash(h)) == "listpack",
                                       items: h.sortedFields.map { ($0, [.bulk($0), .bulk(h[$0]!)]) })
             default: return .wrongType
             }
@@ -295,7 +295,7 @@ extension KVStorage {
             switch lookup(a[1], &env) {
             case nil: return .array([.text("0"), .emptyArray])
             case .set(let s)?:
-                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: Self.encodingName(.set(s)) == "intset",
+                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: encodingName(.set(s)) == "intset",
                                       items: s.sorted.map { ($0, [.bulk($0)]) })
             default: return .wrongType
             }

@@ -22,7 +22,7 @@ extension KVStorage {
         case "command": return cmdCommand(a, &env)
         case "client": return cmdClient(a)
         case "info": return cmdInfo(a, &env)
-        case "config": return cmdConfig(a)
+        case "config": return configCommand(a)
         case "dbsize": return .integer(Int64(keyCount))
         case "flushdb", "flushall":
             if a.count > 2 { return .syntax }
@@ -174,29 +174,6 @@ extension KVStorage {
         return String(Int(d / 1024 / 1024 / 1024 * 100)).withDecimal + "G"
     }
 
-    func cmdConfig(_ a: [[UInt8]]) -> Reply {
-        let sub = lower(a[1])
-        switch sub {
-        case "get":
-            if a.count < 3 { return .arity("config|get") }
-            let known: [(String, String)] = [
-                ("appendonly", "no"), ("databases", "1"), ("maxmemory", "0"), ("maxmemory-policy", "noeviction"),
-                ("save", ""), ("timeout", "0"), ("hz", "10"), ("lfu-log-factor", "10"), ("lfu-decay-time", "1"),
-                ("proto-max-bulk-len", "536870912"),
-            ]
-            var out: [[UInt8]] = []
-            for (k, v) in known where a.dropFirst(2).contains(where: { globMatch($0, Array(k.utf8), nocase: true) }) {
-                out.append(Array(k.utf8))
-                out.append(Array(v.utf8))
-            }
-            return .bulks(out)
-        case "resetstat":
-            return .ok
-        default:
-            return .error("ERR unknown subcommand '\(String(decoding: a[1].prefix(128), as: UTF8.self))'. Try CONFIG HELP.")
-        }
-    }
-
     mutating func cmdObject(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
         let sub = lower(a[1])
         if sub == "help" {
@@ -211,7 +188,7 @@ extension KVStorage {
         if a.count != 3 { return .arity("object|\(sub)") }
         guard let v = lookup(a[2], &env, touch: false) else { return .null }
         switch sub {
-        case "encoding": return .text(Self.encodingName(v))
+        case "encoding": return .text(encodingName(v))
         case "refcount": return .integer(1)
         default:
             let info = accessInfo(a[2], now: env.now) ?? (0, Int(KVStateV2.initialFrequency))
@@ -219,21 +196,26 @@ extension KVStorage {
         }
     }
 
-    /// The encoding Redis 7.0 would report for a value of this shape.
-    static func encodingName(_ v: KVValue) -> String {
+    /// The encoding Redis 7.0 would report for a value of this shape under the configured thresholds (Redis
+    /// never converts back to a compact encoding; this answers from the current shape).
+    func encodingName(_ v: KVValue) -> String {
         switch v {
         case .string(let b):
             if b.count <= 20, RedisNumber.parseInt(b) != nil { return "int" }
             return b.count <= 44 ? "embstr" : "raw"
         case .list: return "quicklist"
         case .hash(let h):
-            let small = h.count <= 128 && h.fields.allSatisfy { $0.key.count <= 64 && $0.value.count <= 64 }
+            let entries = configInt("hash-max-listpack-entries"), value = configInt("hash-max-listpack-value")
+            let small = Int64(h.count) <= entries
+                && h.fields.allSatisfy { Int64($0.key.count) <= value && Int64($0.value.count) <= value }
             return small ? "listpack" : "hashtable"
         case .set(let s):
-            let ints = s.count <= 512 && s.members.allSatisfy { RedisNumber.parseInt($0) != nil }
+            let ints = Int64(s.count) <= configInt("set-max-intset-entries")
+                && s.members.allSatisfy { RedisNumber.parseInt($0) != nil }
             return ints ? "intset" : "hashtable"
         case .zset(let z):
-            let small = z.count <= 128 && z.elements.allSatisfy { $0.member.count <= 64 }
+            let entries = configInt("zset-max-listpack-entries"), value = configInt("zset-max-listpack-value")
+            let small = Int64(z.count) <= entries && z.elements.allSatisfy { Int64($0.member.count) <= value }
             return small ? "listpack" : "skiplist"
         }
     }

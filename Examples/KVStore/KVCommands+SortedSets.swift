@@ -216,7 +216,7 @@ extension KVStorage {
             switch lookup(a[1], &env) {
             case nil: return .array([.text("0"), .emptyArray])
             case .zset(let z)?:
-                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: Self.encodingName(.zset(z)) == "listpack",
+                return scanCollection(a, optionsFrom: 3, cursor: cursor, small: encodingName(.zset(z)) == "listpack",
                                       items: z.elements.map { ($0.member, [.bulk($0.member), .score($0.score)]) })
             default: return .wrongType
             }

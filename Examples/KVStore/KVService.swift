@@ -171,7 +171,7 @@ public struct KVServiceV2: UnderstudyService {
         KVServiceCore.handle(request, state: &state, context: &context, version2: true, broken: broken)
     }
 
-    /// Builds a schema-2 state from a schema-1 snapshot (maps "data" and "expires").
+    /// Builds a schema-2 state from a schema-1 snapshot (maps "data", "expires" and "config").
     public func migrate(from snapshot: StateSnapshot) throws -> KVStateV2 {
         if broken == .crashInMigrate { fatalError("kv: deliberately broken: crash-in-migrate") }
         guard snapshot.schemaVersion == 1 else {
@@ -180,6 +180,7 @@ public struct KVServiceV2: UnderstudyService {
         var old = KVStateV1()
         try snapshot.decodeMap("data", into: &old.data)
         try snapshot.decodeMap("expires", into: &old.expires)
+        try snapshot.decodeMap("config", into: &old.config)
         return Self.upgrade(old)
     }
 
@@ -191,6 +192,7 @@ public struct KVServiceV2: UnderstudyService {
                                        frequency: KVStateV2.initialFrequency))
         }
         old.expires.forEach { k, t in if old.data.peek(k) != nil { new.volatile.set(k, t) } }
+        old.config.forEach { k, v in new.config.set(k, v) }
         _ = new.drainTouchedKeys()
         return new
     }
@@ -205,6 +207,7 @@ public struct KVServiceV2: UnderstudyService {
             old.data.set(k, e.value)
             if e.expireAt != kvNoExpiry { old.expires.set(k, e.expireAt) }
         }
+        state.config.forEach { k, v in old.config.set(k, v) }
         _ = old.drainTouchedKeys()
         return old
     }

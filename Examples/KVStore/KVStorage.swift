@@ -33,6 +33,8 @@ public protocol KVStorage: TrackedState {
     mutating func noteAccess(_ key: [UInt8], context: inout RequestContext)
     /// Idle milliseconds and LFU counter of a key, where tracked.
     func accessInfo(_ key: [UInt8], now: Int64) -> (idleMillis: Int64, frequency: Int)?
+    /// CONFIG SET values that differ from their defaults (map "config": parameter name → value).
+    var config: TrackedMap<[UInt8]> { get set }
 }
 
 /// Version 1's state (schema 1): values in map "data", expiries (absolute ms) in map "expires".
@@ -41,6 +43,8 @@ public struct KVStateV1: KVStorage {
     public var data = TrackedMap<KVValue>(name: "data")
     /// Absolute expiry times in milliseconds.
     public var expires = TrackedMap<Int64>(name: "expires")
+    /// CONFIG SET values that differ from their defaults.
+    public var config = TrackedMap<[UInt8]>(name: "config")
 
     /// Creates an empty state.
     public init() {}
@@ -48,11 +52,13 @@ public struct KVStateV1: KVStorage {
     public func visitMaps(_ v: inout some TrackedMapVisitor) {
         v.visit(data)
         v.visit(expires)
+        v.visit(config)
     }
 
     public mutating func visitMaps(mutating v: inout some TrackedMapMutatingVisitor) {
         v.visit(&data)
         v.visit(&expires)
+        v.visit(&config)
     }
 
     public mutating func read(_ key: [UInt8]) -> (value: KVValue, expireAt: Int64)? {
@@ -172,6 +178,8 @@ public struct KVStateV2: KVStorage {
     /// every entry on every tick. Part of the state (snapshotted, digested, patched) so it can never
     /// drift from `entries` in a replica.
     public var volatile = TrackedMap<Int64>(name: "volatile")
+    /// CONFIG SET values that differ from their defaults (the same map, name and values as version 1's).
+    public var config = TrackedMap<[UInt8]>(name: "config")
 
     /// Creates an empty state.
     public init() {}
@@ -179,11 +187,13 @@ public struct KVStateV2: KVStorage {
     public func visitMaps(_ v: inout some TrackedMapVisitor) {
         v.visit(entries)
         v.visit(volatile)
+        v.visit(config)
     }
 
     public mutating func visitMaps(mutating v: inout some TrackedMapMutatingVisitor) {
         v.visit(&entries)
         v.visit(&volatile)
+        v.visit(&config)
     }
 
     /// Keeps the volatile index in step with a key's expiry.

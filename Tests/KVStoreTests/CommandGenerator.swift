@@ -28,7 +28,7 @@ struct CommandGenerator {
     var includeRandom: Bool
     let now: () -> Int64
 
-    static let groups = ["string", "keys", "list", "hash", "set", "expiry", "errors", "zset", "zlex", "bits"]
+    static let groups = ["string", "keys", "list", "hash", "set", "expiry", "errors", "zset", "zlex", "bits", "config"]
 
     /// The groups commands are drawn from (uniformly; repeat a group to weight it).
     var groups = Self.groups
@@ -455,6 +455,45 @@ struct CommandGenerator {
                 if rng.chance(0.4) { c += ["LIMIT", rng.pick(["0", "1", "2", "-1", "x"])] }
                 return (c, .exact)
             default: return (["SET", k, rng.pick(["foobar", "\u{ff}\u{0}\u{f0}", "abc", "", "ohmytext", "mynewtext"])], .exact)
+            }
+        case "config":
+            // Thresholds stay above the generator's collection sizes, so Redis never converts an encoding that the
+            // replies depend on (ZSCAN answers a compact sorted set whole).
+            let settings: [(String, [String])] = [
+                ("maxmemory", ["0", "100mb", "1gb", "4096MB", "5000000k", "abc", "-1", "1tb", "1.5gb"]),
+                ("maxmemory-policy", ["noeviction", "allkeys-lru", "ALLKEYS-LFU", "volatile-ttl", "bogus"]),
+                ("maxmemory-samples", ["5", "10", "0", "x"]),
+                ("appendonly", ["yes", "no", "YES", "maybe"]),
+                ("appendfsync", ["always", "everysec", "sometimes"]),
+                ("hash-max-listpack-entries", ["512", "1000", "-1", "abc", "9223372036854775807"]),
+                ("hash-max-ziplist-entries", ["512", "256"]),
+                ("hash-max-listpack-value", ["64", "128", "x"]),
+                ("set-max-intset-entries", ["512", "1000", "64"]),
+                ("zset-max-listpack-entries", ["128", "64", "256", "1.5"]),
+                ("zset-max-ziplist-value", ["64", "32"]),
+                ("list-max-listpack-size", ["-2", "-1", "8", "99999999999", "-2147483648"]),
+                ("lfu-log-factor", ["10", "0", "-1"]), ("lfu-decay-time", ["1", "5"]),
+                ("timeout", ["0", "300", "5.5"]), ("hz", ["10", "1000", "0", "20"]),
+                ("slowlog-log-slower-than", ["10000", "-1", "-2"]), ("activerehashing", ["yes", "no"]),
+                ("databases", ["16"]), ("nosuchparam", ["1"]),
+            ]
+            switch rng.int(5) {
+            case 0, 1:
+                var c = ["CONFIG", "SET"]
+                for _ in 0..<(rng.chance(0.2) ? 2 : 1) {
+                    let (name, values) = rng.pick(settings)
+                    c += [rng.chance(0.1) ? name.uppercased() : name, rng.pick(values)]
+                }
+                if rng.chance(0.03) { c.append("extra") }
+                return (c, .exact)
+            case 2, 3:
+                var c = ["CONFIG", "GET", rng.pick(["maxmemory", "maxmemory-policy", "hash-max-*", "zset-max-*", "maxmemory-p*",
+                                                    "set-max-intset-entries", "list-max-*", "appendonly", "HZ", "lfu-*", "nosuch*",
+                                                    "hash-max-ziplist-entries", "timeout", "slowlog-log-slower-than"])]
+                if rng.chance(0.3) { c.append(rng.pick(["appendfsync", "maxmemory", "zset-max-ziplist-*"])) }
+                return (c, .unorderedPairs)
+            default:
+                return (["CONFIG", rng.pick(["RESETSTAT", "resetstat", "bogus"])] + (rng.chance(0.2) ? ["x"] : []), .exact)
             }
         case "expiry":
             switch rng.int(14) {

@@ -173,6 +173,8 @@ final class RedisServer {
 
     let process = Process()
     let port: UInt16
+    /// The server's working directory (CONFIG SET appendonly yes writes there), removed by ``stop()``.
+    let directory: String
     var stopped = false
 
     static func freePort() -> UInt16 {
@@ -194,10 +196,12 @@ final class RedisServer {
 
     init(executable: String) throws {
         port = Self.freePort()
+        directory = NSTemporaryDirectory() + "kv-redis-\(getpid())-\(port)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: executable)
         // One database, as this service has (SELECT 1 and COPY ... DB 1 fail on both).
         process.arguments = ["--port", String(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1",
-                             "--databases", "1"]
+                             "--databases", "1", "--dir", directory]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -218,6 +222,7 @@ final class RedisServer {
             kill(pid, SIGKILL)
             var status: Int32 = 0
             waitpid(pid, &status, 0)
+            try? FileManager.default.removeItem(atPath: directory)
         }
     }
 

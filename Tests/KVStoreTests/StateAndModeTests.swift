@@ -17,6 +17,7 @@ func populate<S: UnderstudyService>(_ engine: inout ServiceEngine<S>, keys: Int 
         seq += 1
         _ = engine.apply(request(seq, t, p))
     }
+    run(["CONFIG", "SET", "maxmemory-policy", "allkeys-lru", "zset-max-listpack-entries", "3"])
     for i in 0..<keys {
         switch i % 5 {
         case 0: run(["SET", "s\(i)", "value-\(i)"])
@@ -54,7 +55,7 @@ struct MigrationTests {
             return
         }
         #expect(seq == v1.lastSequence)
-        #expect(count == v2.state.digest(sequence: 0).entryCount && v2.state.keyCount == 300)
+        #expect(count == v2.state.digest(sequence: 0).entryCount && v2.state.keyCount == 300 && v2.state.config.count == 2)
 
         // The same data answers the same way.
         for (key, cmd) in [("s0", ["GET"]), ("l1", ["LLEN"]), ("h2", ["HLEN"]), ("t3", ["SCARD"]), ("s0", ["TTL"]),
@@ -65,6 +66,13 @@ struct MigrationTests {
             #expect(r1 == r2)
             #expect(!r1.starts(with: Array("-".utf8)) && r1 != Array(":-1\r\n".utf8))
         }
+
+        // The configuration came along, and OBJECT ENCODING follows it (a sorted set of 5 is past the 3 set).
+        var probe = v2
+        let config = probe.apply(request(v2.lastSequence + 1, 1_800_000_000_000, ["CONFIG", "GET", "maxmemory-policy"]))
+        #expect(config.response == bytes("*2\r\n$16\r\nmaxmemory-policy\r\n$11\r\nallkeys-lru\r\n"))
+        let encoding = probe.apply(request(v2.lastSequence + 2, 1_800_000_000_000, ["OBJECT", "ENCODING", "z4"]))
+        #expect(encoding.response == bytes("$8\r\nskiplist\r\n"))
 
         // Downgrade digest equals the v1 digest (what the supervisor compares before a rollback).
         let down = KVServiceV2.downgradeState(v2.state)
@@ -87,6 +95,7 @@ struct MigrationTests {
                                                      isFinal: true, checksum: StableHasher.hash(bytes))), output: &o)
         #expect(back.state.digest(sequence: 0) == original)
         #expect(back.state.digest(sequence: 0).entryCount == original.entryCount)
+        #expect(back.state.config.count == 2)
     }
 
     @Test("values survive canonical encoding with equal digests")
