@@ -33,9 +33,36 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         self.init(host: host, port: port)
     }
 
-    /// True for 127.0.0.0/8, ::1 and "localhost".
+    /// True for an IPv4 address in 127.0.0.0/8, the IPv6 loopback `::1` (or an IPv4-mapped 127.x address), and
+    /// the name `localhost`. The host is parsed as an address: any other name (`127.evil.example`) is not
+    /// loopback.
     public var isLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        Self.isLoopback(host: host)
+    }
+
+    /// Whether `host` is a loopback address (see ``isLoopback``).
+    public static func isLoopback(host: String) -> Bool {
+        if host.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 {
+            // s_addr is in network byte order: the first octet is the lowest byte in memory.
+            return withUnsafeBytes(of: &v4) { $0[0] } == 127
+        }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+        let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return true }
+        // ::ffff:127.x.y.z
+        return bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff && bytes[12] == 127
+    }
+
+    /// True for the wildcard addresses (`0.0.0.0`, `::`), which listen on every interface.
+    public var isWildcard: Bool {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return v4.s_addr == 0 }
+        var v6 = in6_addr()
+        guard inet_pton(AF_INET6, host, &v6) == 1 else { return false }
+        return withUnsafeBytes(of: &v6) { $0.allSatisfy { $0 == 0 } }
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
@@ -73,9 +100,79 @@ public struct SupervisorConfiguration: Sendable {
     public var prediction = true
     /// When planned and deploy swaps pause intake: the quietest moment inside a short deadline.
     public var swapTiming = SwapTimingPolicy()
+    /// Serve plain-text RESP on ``listen`` (false: TLS only, `--listen off`).
+    public var plainText = true
+    /// TLS for clients (`--tls-port`); nil: none.
+    public var tls: ClientTLSConfiguration?
+    /// Who may talk to the service (`--requirepass`, `--aclfile`); default: everyone, everything.
+    public var access = AccessControl.open
+    /// Refuse to listen beyond loopback while no authentication is required (`--protected-mode no` turns it off).
+    public var protectedMode = true
 
     /// Creates a configuration for a service binary.
     public init(servicePath: String) { self.servicePath = servicePath }
+
+    /// Checks what can be checked before anything starts: protected mode and the admin address.
+    ///
+    /// - Throws: ``SupervisorError`` saying what is refused and how to fix it.
+    public func validate() throws {
+        if protectedMode && !access.authenticationRequired {
+            let exposed = (plainText ? [listen] : []) + (tls.map { [$0.listen] } ?? [])
+            if let address = exposed.first(where: { !$0.isLoopback }) {
+                throw SupervisorError(.rejected, """
+                    refusing to listen on \(address) without authentication (protected mode): anyone who can reach it \
+                    could read and change the data. Set a password with --requirepass PASSWORD or users with \
+                    --aclfile PATH, or listen on a loopback address (--listen 127.0.0.1:PORT), or pass \
+                    --protected-mode no if the network is trusted
+                    """)
+            }
+        }
+        if let admin, !admin.isLoopback && !allowRemoteAdmin {
+            throw SupervisorError(.bindFailed, """
+                refusing to serve the admin API on \(admin), which is not a loopback address; use 127.0.0.1 or ::1, \
+                pass --allow-remote-admin to serve it there anyway, or --admin off
+                """)
+        }
+        if !plainText && tls == nil {
+            throw SupervisorError(.rejected, "--listen off needs --tls-port: the service would have no client listener")
+        }
+    }
+}
+
+/// TLS for client connections.
+public struct ClientTLSConfiguration: Sendable {
+    /// Whether clients must present a certificate signed by the CA (`--tls-auth-clients`).
+    public enum ClientAuthentication: String, Sendable {
+        /// A client certificate is required and verified.
+        case yes
+        /// A certificate a client presents is verified; none is accepted.
+        case optional
+        /// Client certificates are not asked for.
+        case no
+    }
+
+    /// The TLS listener (port 0 picks one).
+    public var listen: ListenAddress
+    /// The server's certificate chain (PEM).
+    public var certificatePath: String
+    /// The server's private key (PEM).
+    public var keyPath: String
+    /// CA certificates (PEM) that client certificates are verified against; nil: clients are not asked for one.
+    public var caCertificatePath: String?
+    /// Client certificate verification; default `yes` when a CA file is given.
+    public var clientAuthentication: ClientAuthentication
+
+    /// Creates a TLS configuration.
+    public init(
+        listen: ListenAddress, certificatePath: String, keyPath: String, caCertificatePath: String? = nil,
+        clientAuthentication: ClientAuthentication? = nil
+    ) {
+        self.listen = listen
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+        self.caCertificatePath = caCertificatePath
+        self.clientAuthentication = clientAuthentication ?? (caCertificatePath == nil ? .no : .yes)
+    }
 }
 
 /// What `understudy run` prints once it serves.
@@ -84,13 +181,18 @@ public struct ReadyInfo: Sendable, Equatable {
     public var listen: ListenAddress
     /// The bound admin address, if any.
     public var admin: ListenAddress?
+    /// The bound TLS address, if any.
+    public var tls: ListenAddress?
+    /// False when only TLS is served (`--listen off`).
+    public var plainText = true
     /// The data directory.
     public var dataDirectory: String
     /// Service name and version.
     public var service: String
     /// The one ready line.
     public var line: String {
-        "understudy ready: listen=\(listen) admin=\(admin.map(\.description) ?? "off") data=\(dataDirectory) service=\(service) pid=\(getpid())"
+        "understudy ready: listen=\(plainText ? listen.description : "off") admin=\(admin.map(\.description) ?? "off") data=\(dataDirectory) service=\(service) pid=\(getpid())"
+            + (tls.map { " tls=\($0)" } ?? "")
     }
 }
 
@@ -113,6 +215,7 @@ public final class Supervisor: Service, Sendable {
 
     /// Runs until graceful shutdown (SIGTERM/SIGINT through the service group), then drains and snapshots.
     public func run() async throws {
+        try configuration.validate()
         threadPool.start()
         let dataDirectory = configuration.dataDirectory
         do {

@@ -59,6 +59,10 @@ public struct SupervisorStatus: Codable, Sendable {
     public var intakeThrottled: Bool
     /// How many times intake was throttled so far.
     public var intakeThrottleEngagements: Int
+    /// The TLS client listener (`HOST:PORT`), if any.
+    public var tlsListen: String?
+    /// Whether clients must authenticate (`--requirepass`, `--aclfile`).
+    public var authenticationRequired: Bool?
 }
 
 /// Probation as `GET /status` shows it.
@@ -92,8 +96,11 @@ final class SupervisorCore: @unchecked Sendable {
     private var admin: AdminServer?
     /// The HTTP front-end, when the service declared HTTP in its greeting.
     private var httpFrontend: HTTPFrontend?
-    private var nextClientID: Int64 = 1
-    let token: String
+    /// The TLS client listener (SupervisorCore+TLS.swift).
+    var tlsListener: (any Channel)?
+    var nextClientID: Int64 = 1
+    /// The admin API's bearer token (nil with `--admin off`).
+    let token: String?
 
     init(loop: any EventLoop, journal: Journal, configuration: SupervisorConfiguration, threadPool: NIOThreadPool, logger: Logger) throws {
         self.loop = loop
@@ -132,7 +139,7 @@ final class SupervisorCore: @unchecked Sendable {
         self.prediction = PredictionAdvisor(logger: logger, hintSink: { [loop, pipeline] keys in
             loop.execute { pipeline.sendPrefetch(keys) }
         })
-        self.token = try AdminToken.loadOrCreate(dataDirectory: configuration.dataDirectory)
+        self.token = configuration.admin == nil ? nil : try AdminToken.loadOrCreate(dataDirectory: configuration.dataDirectory)
         if configuration.prediction {
             let sampler = PredictionSampler(loop: loop, advisor: prediction)
             pipeline.primaryResultObserver = { request, result in
@@ -165,6 +172,8 @@ final class SupervisorCore: @unchecked Sendable {
             ])
             return self.startListener()
         }.flatMap {
+            self.startTLSListener()
+        }.flatMap {
             if self.configuration.prediction { self.prediction.start() }
             guard let address = self.configuration.admin else { return self.loop.makeSucceededVoidFuture() }
             guard address.isLoopback || self.configuration.allowRemoteAdmin else {
@@ -178,6 +187,7 @@ final class SupervisorCore: @unchecked Sendable {
     }
 
     private func startListener() -> EventLoopFuture<Void> {
+        guard configuration.plainText else { return loop.makeSucceededVoidFuture() }
         let limits = configuration.limits
         // The front-end follows the service's greeting: HTTP/1.1 when it declares HTTP, RESP otherwise.
         if pipeline.primary?.hello?.http != nil {
@@ -192,7 +202,8 @@ final class SupervisorCore: @unchecked Sendable {
                     if let http = self.httpFrontend { return try http.initialize(channel) }
                     self.nextClientID += 1
                     let handler = RESPConnectionHandler(
-                        pipeline: self.pipeline, clientID: self.nextClientID, maximumInputBytes: limits.maximumInputBytes)
+                        pipeline: self.pipeline, clientID: self.nextClientID, maximumInputBytes: limits.maximumInputBytes,
+                        access: self.configuration.access)
                     try channel.pipeline.syncOperations.addHandler(IntakeThrottleHandler(throttle: self.pipeline.intakeThrottle))
                     try channel.pipeline.syncOperations.addHandler(
                         ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
@@ -211,7 +222,8 @@ final class SupervisorCore: @unchecked Sendable {
             let port = self.listener?.localAddress?.port ?? self.configuration.listen.port
             return ReadyInfo(
                 listen: ListenAddress(host: self.configuration.listen.host, port: port),
-                admin: self.admin?.boundAddress, dataDirectory: self.configuration.dataDirectory,
+                admin: self.admin?.boundAddress, tls: self.tlsAddress, plainText: self.configuration.plainText,
+                dataDirectory: self.configuration.dataDirectory,
                 service: "\(self.pipeline.primary?.hello?.service ?? "?") \(self.pipeline.primary?.version ?? "?")")
         }.get()
     }
@@ -222,7 +234,9 @@ final class SupervisorCore: @unchecked Sendable {
         let closed = listener?.close() ?? loop.makeSucceededVoidFuture()
         listener = nil
         httpFrontend?.shutdown()
-        return closed.recover { _ in }.flatMap { self.pipeline.shutdown() }
+        let closedTLS = tlsListener?.close() ?? loop.makeSucceededVoidFuture()
+        tlsListener = nil
+        return closed.recover { _ in }.and(closedTLS.recover { _ in }).flatMap { _ in self.pipeline.shutdown() }
     }
 
     func stopAdmin() async throws {
@@ -270,7 +284,8 @@ final class SupervisorCore: @unchecked Sendable {
         }
         return SupervisorStatus(
             service: pipeline.primary?.hello?.service ?? "?", version: pipeline.primary?.version ?? "?",
-            listen: "\(configuration.listen.host):\(listener?.localAddress?.port ?? configuration.listen.port)",
+            listen: configuration.plainText
+                ? "\(configuration.listen.host):\(listener?.localAddress?.port ?? configuration.listen.port)" : "off",
             admin: admin?.boundAddress?.description, dataDirectory: configuration.dataDirectory,
             fsync: configuration.pipeline.fsync.rawValue, lastSequence: last, durableSequence: pipeline.durableSequence,
             intakePaused: pipeline.intakePaused, heldRequests: pipeline.heldCount,
@@ -281,7 +296,8 @@ final class SupervisorCore: @unchecked Sendable {
             givenUpRoles: pipeline.givenUpRoles,
             requestDeadlineMillis: configuration.pipeline.requestDeadline.nanoseconds / 1_000_000,
             standbyLagMillis: pipeline.standbyLag.nanoseconds / 1_000_000, intakeThrottled: pipeline.intakeThrottle.engaged,
-            intakeThrottleEngagements: pipeline.intakeThrottle.engagements)
+            intakeThrottleEngagements: pipeline.intakeThrottle.engagements, tlsListen: tlsAddress?.description,
+            authenticationRequired: configuration.access.authenticationRequired)
     }
 
     /// `understudy swap`: the live same-version shadow takes over.

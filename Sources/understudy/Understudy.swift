@@ -93,8 +93,32 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "The worker binary built with UnderstudyKit (e.g. .build/release/kv-v1).")
     var service: String
 
-    @Option(name: .long, help: "Client address (port 0 picks a free port).")
+    @Option(name: .long, help: "Client address (port 0 picks a free port; 'off' serves TLS only).")
     var listen = "127.0.0.1:6380"
+
+    @Option(name: .long, help: "The default user's password: clients must AUTH first.")
+    var requirepass: String?
+
+    @Option(name: .long, help: "Users and their permissions, in Redis's ACL file format (user NAME on >password ~keys +@read …).")
+    var aclfile: String?
+
+    @Option(name: .long, help: "yes: refuse to listen beyond loopback while no password or ACL user is set; no: allow it.")
+    var protectedMode = "yes"
+
+    @Option(name: .long, help: "TLS client port (0 picks one), or HOST:PORT; the host defaults to --listen's.")
+    var tlsPort: String?
+
+    @Option(name: .long, help: "TLS certificate chain (PEM) for --tls-port.")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "TLS private key (PEM) for --tls-port.")
+    var tlsKey: String?
+
+    @Option(name: .long, help: "CA certificates (PEM) that client certificates are verified against.")
+    var tlsCaCert: String?
+
+    @Option(name: .long, help: "Client certificates with --tls-ca-cert: yes (required, the default), optional, or no.")
+    var tlsAuthClients: String?
 
     @Option(name: .long, help: "Data directory: journal, snapshots, admin token, discrepancy log.")
     var data = "./understudy-data"
@@ -158,11 +182,50 @@ struct Run: AsyncParsableCommand {
         guard let policy = FsyncPolicy(rawValue: fsync) else {
             throw ValidationError("--fsync must be always, everysec or no")
         }
-        guard let listenAddress = ListenAddress(parsing: listen) else {
-            throw ValidationError("--listen must be HOST:PORT, got '\(listen)'")
-        }
         var configuration = SupervisorConfiguration(servicePath: absolutePath(service))
-        configuration.listen = listenAddress
+        if listen == "off" {
+            configuration.plainText = false
+        } else {
+            guard let listenAddress = ListenAddress(parsing: listen) else {
+                throw ValidationError("--listen must be HOST:PORT or off, got '\(listen)'")
+            }
+            configuration.listen = listenAddress
+        }
+        switch protectedMode {
+        case "yes": configuration.protectedMode = true
+        case "no": configuration.protectedMode = false
+        default: throw ValidationError("--protected-mode must be yes or no")
+        }
+        do {
+            configuration.access = try AccessControl.load(requirePass: requirepass, aclFilePath: aclfile)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if let tlsPort {
+            let address: ListenAddress
+            if let port = Int(tlsPort), (0...65535).contains(port) {
+                address = ListenAddress(host: configuration.listen.host, port: port)
+            } else if let parsed = ListenAddress(parsing: tlsPort) {
+                address = parsed
+            } else {
+                throw ValidationError("--tls-port must be a port or HOST:PORT, got '\(tlsPort)'")
+            }
+            guard let tlsCert, let tlsKey else {
+                throw ValidationError("--tls-port needs --tls-cert and --tls-key (PEM files)")
+            }
+            var clientAuthentication: ClientTLSConfiguration.ClientAuthentication?
+            if let tlsAuthClients {
+                guard let parsed = ClientTLSConfiguration.ClientAuthentication(rawValue: tlsAuthClients) else {
+                    throw ValidationError("--tls-auth-clients must be yes, optional or no")
+                }
+                clientAuthentication = parsed
+            }
+            configuration.tls = ClientTLSConfiguration(
+                listen: address, certificatePath: absolutePath(tlsCert), keyPath: absolutePath(tlsKey),
+                caCertificatePath: tlsCaCert.map(absolutePath), clientAuthentication: clientAuthentication)
+        } else if tlsCert != nil || tlsKey != nil || tlsCaCert != nil || tlsAuthClients != nil {
+            throw ValidationError("--tls-cert, --tls-key, --tls-ca-cert and --tls-auth-clients need --tls-port")
+        }
         if admin == "off" {
             configuration.admin = nil
         } else {
@@ -233,7 +296,7 @@ struct Status: AsyncParsableCommand {
             return
         }
         let s = try reply.decode(SupervisorStatus.self)
-        print("\(s.service) \(s.version) — listen \(s.listen), admin \(s.admin ?? "off"), fsync \(s.fsync), up \(Int(s.uptimeSeconds)) s")
+        print("\(s.service) \(s.version) — listen \(s.listen)\(s.tlsListen.map { ", tls \($0)" } ?? ""), admin \(s.admin ?? "off"), fsync \(s.fsync), up \(Int(s.uptimeSeconds)) s")
         print("journal: sequence \(s.lastSequence), durable \(s.durableSequence); snapshot at \(s.snapshotSequence)\(s.snapshotInProgress ? " (one in progress)" : "")")
         if s.intakePaused { print("intake PAUSED, \(s.heldRequests) requests held") }
         print("instances:")

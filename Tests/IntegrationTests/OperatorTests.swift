@@ -9,7 +9,7 @@ import Glibc
 extension EndToEnd {
     @Suite("Operator surface: admin API and CLI")
     struct OperatorTests {
-        @Test("State-changing endpoints need the token; GET endpoints have their shapes; the CLI prints status")
+        @Test("Every endpoint but the dashboard page needs the token; GET endpoints have their shapes; the CLI prints status")
         func adminAPI() async throws {
             let dir = try TempDirectory("admin")
             defer { dir.remove() }
@@ -47,8 +47,23 @@ extension EndToEnd {
             #expect(wrongCLI.stderr.contains("401"), "\(wrongCLI)")
             #expect(try s.swaps().isEmpty)
 
-            // The shapes of the read-only endpoints (no token needed).
-            let reader = AdminClient(address: s.ready.admin, token: nil)
+            // Reads need the token too (401 without it, or with a wrong one); only the dashboard's page does not.
+            for client in [AdminClient(address: s.ready.admin, token: nil), AdminClient(address: s.ready.admin, token: "0" + token.dropFirst(2))] {
+                for path in ["/status", "/discrepancies", "/swaps", "/predictions", "/deploys", "/deploys/1", "/quarantine",
+                             "/health", "/metrics", "/nonexistent"] {
+                    let reply = try client.get(path)
+                    #expect(reply.status == 401, "GET \(path) with token \(client.token ?? "none"): \(reply.status) \(reply.text)")
+                    #expect(!reply.text.contains("kv"), "GET \(path) without the token showed: \(reply.text)")
+                }
+            }
+            let page = try AdminClient(address: s.ready.admin, token: nil).get("/")
+            #expect(page.status == 200)
+            #expect(page.text.contains("Authorization"), "the dashboard's script sends the token")
+            #expect(page.text.contains("sessionStorage"))
+            #expect(!page.text.contains(token))
+
+            // The shapes of the read-only endpoints.
+            let reader = s.admin
             let status = try reader.get("/status")
             #expect(status.status == 200)
             let decoded = try status.decode(SupervisorStatus.self)
@@ -106,7 +121,7 @@ extension EndToEnd {
                     try await Task.sleep(for: .milliseconds(4))
                 }
             }
-            let reader = AdminClient(address: s.ready.admin, token: nil)
+            let reader = s.admin
             var snapshot = try reader.get("/predictions").decode(PredictionSnapshot.self)
             _ = await eventually(timeout: 30) {
                 snapshot = try reader.get("/predictions").decode(PredictionSnapshot.self)

@@ -18,7 +18,7 @@ final class ConnectionHarness {
     let journal: Journal
     let pipeline: RequestPipeline
 
-    init(limits: RESPLimits = RESPLimits(), handlerMaximumInputBytes: Int? = nil) throws {
+    init(limits: RESPLimits = RESPLimits(), handlerMaximumInputBytes: Int? = nil, access: AccessControl = .open) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("resp-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let logger = Logger(label: "resp-connection-test")
@@ -29,7 +29,8 @@ final class ConnectionHarness {
             comparator: Comparator(dataDirectory: nil, classifier: CommandClassifier()),
             metrics: SupervisorMetrics(factory: NOOPMetricsHandler.instance), logger: logger)
         let handler = RESPConnectionHandler(
-            pipeline: pipeline, clientID: 1, maximumInputBytes: handlerMaximumInputBytes ?? limits.maximumInputBytes)
+            pipeline: pipeline, clientID: 1, maximumInputBytes: handlerMaximumInputBytes ?? limits.maximumInputBytes,
+            access: access)
         try channel.pipeline.syncOperations.addHandler(
             ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
         try channel.pipeline.syncOperations.addHandler(handler)

@@ -6,7 +6,8 @@ import NIOPosix
 import Prometheus
 
 /// The admin API (Hummingbird) on loopback: status, discrepancies, swaps, predictions, metrics,
-/// the dashboard, and the state-changing `POST /swap`, `/rollback`, `/deploy` behind a bearer token.
+/// the dashboard, and the state-changing `POST /swap`, `/rollback`, `/deploy`. Every request but the dashboard's
+/// page needs the bearer token (``AdminAuthMiddleware``).
 // Safety of @unchecked Sendable: `boundAddress` is written once on the core loop before `start`'s
 // future completes and only read on that loop afterwards; the rest is immutable.
 final class AdminServer: @unchecked Sendable {
@@ -44,8 +45,14 @@ final class AdminServer: @unchecked Sendable {
     }
 
     func authorized(_ request: Request) -> Bool {
+        guard let token = core.token else { return false }
+        return Self.authorized(request, token: token)
+    }
+
+    /// Whether the request carries `Authorization: Bearer TOKEN` (compared in constant time).
+    static func authorized(_ request: Request, token: String) -> Bool {
         guard let header = request.headers[.authorization] else { return false }
-        let expected = "Bearer \(core.token)"
+        let expected = "Bearer \(token)"
         // Constant-time comparison.
         let a = Array(header.utf8)
         let b = Array(expected.utf8)
@@ -66,6 +73,7 @@ final class AdminServer: @unchecked Sendable {
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
         let core = self.core
+        router.add(middleware: AdminAuthMiddleware(token: core.token ?? ""))
         router.get("/") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
@@ -194,6 +202,28 @@ final class AdminServer: @unchecked Sendable {
     func stop() async throws {
         task?.cancel()
         _ = try? await task?.value
+    }
+}
+
+/// Every admin request except the dashboard's page (`GET /`) needs `Authorization: Bearer TOKEN`: 401 otherwise,
+/// and nothing is read or done. The page itself holds no data; its script asks for the token.
+struct AdminAuthMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: String
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        if request.uri.path == "/" && (request.method == .get || request.method == .head) {
+            return try await next(request, context)
+        }
+        guard !token.isEmpty, AdminServer.authorized(request, token: token) else {
+            var response = AdminServer.error(
+                .unauthorized,
+                "missing or wrong bearer token: send 'Authorization: Bearer TOKEN' with the token from DATA/admin.token")
+            response.headers[.wwwAuthenticate] = "Bearer realm=\"understudy\""
+            return response
+        }
+        return try await next(request, context)
     }
 }
 

@@ -111,6 +111,33 @@ const STEPS = ["pause", "drain", "catch_up", "verify", "patch", "flip", "resume"
 const STEP_COLORS = ["#9aa5b8", "#4c6ef5", "#15aabf", "#40c057", "#fab005", "#e8590c", "#ae3ec9"];
 const S = { hist: [], prev: null, names: {}, failures: 0, last: null };
 
+// ---------- the admin token ----------
+// Every API call needs "Authorization: Bearer TOKEN". The token comes from the URL fragment (#token=…, which
+// never reaches a server and is removed from the address bar at once) or a prompt, and is kept in sessionStorage.
+const TOKEN_KEY = "understudy.adminToken";
+function takeTokenFromFragment() {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash || "");
+  if (!m) return;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]).trim());
+  history.replaceState(null, "", location.pathname + location.search);
+}
+let asked = false;
+function adminToken() {
+  let t = sessionStorage.getItem(TOKEN_KEY) || "";
+  if (!t && !asked) {
+    asked = true;
+    t = (window.prompt("Admin token (the file admin.token in the supervisor's data directory):") || "").trim();
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+  }
+  return t;
+}
+function tokenRejected() {
+  // Asked again on the next load (no prompt every second).
+  sessionStorage.removeItem(TOKEN_KEY);
+  S.unauthorized = true;
+}
+takeTokenFromFragment();
+
 // ---------- helpers ----------
 const $ = (id) => document.getElementById(id);
 function h(tag, props, ...kids) {
@@ -468,7 +495,9 @@ function renderDiscrepancies(d) {
 async function get(path, text) {
   const ctl = new AbortController(); const timer = setTimeout(() => ctl.abort(), 4000);
   try {
-    const r = await fetch(path, { cache: "no-store", signal: ctl.signal });
+    const r = await fetch(path, { cache: "no-store", signal: ctl.signal,
+      headers: { "Authorization": "Bearer " + adminToken() } });
+    if (r.status === 401) { tokenRejected(); throw new Error(`${path}: HTTP 401 (admin token missing or wrong)`); }
     if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
     return text ? await r.text() : await r.json();
   } finally { clearTimeout(timer); }
@@ -480,13 +509,15 @@ async function poll() {
       get("discrepancies?limit=20"), get("swaps"), get("predictions"), get("deploys")]);
     const conn = $("conn");
     if (st.status === "fulfilled" && st.value && typeof st.value === "object") {
-      S.failures = 0; S.last = new Date();
+      S.failures = 0; S.last = new Date(); S.unauthorized = false;
       safely("sample", () => sample(st.value, met.status === "fulfilled" ? met.value : null));
       safely("status", () => renderStatus(st.value));
       conn.textContent = "● live " + S.last.toTimeString().slice(0, 8); conn.className = "ok";
     } else {
       S.failures++;
-      conn.textContent = `● unreachable (${S.failures})` + (S.last ? `, last data ${S.last.toTimeString().slice(0, 8)}` : "");
+      conn.textContent = S.unauthorized
+        ? "● admin token missing or wrong: reload the page to enter it (or open …/#token=TOKEN)"
+        : `● unreachable (${S.failures})` + (S.last ? `, last data ${S.last.toTimeString().slice(0, 8)}` : "");
       conn.className = "bad";
     }
     if (dis.status === "fulfilled") safely("discrepancies", () => renderDiscrepancies(dis.value));

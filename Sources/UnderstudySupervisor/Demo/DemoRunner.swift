@@ -116,7 +116,7 @@ public struct DemoRunner: Sendable {
             }
             report.seconds = Date().timeIntervalSince(started)
             if options.keepRunning {
-                say("--keep-running: the supervisor stays up (Ctrl-C to stop). Dashboard: \(report.dashboardURL)")
+                say("--keep-running: the supervisor stays up (Ctrl-C to stop). Dashboard: \(report.dashboardURL) — it asks for the admin token, the file admin.token in the data directory (or open the URL with #token=TOKEN)")
                 try await tasks.waitForAll()
             } else {
                 await group.triggerGracefulShutdown()

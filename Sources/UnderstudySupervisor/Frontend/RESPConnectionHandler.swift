@@ -26,6 +26,13 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     private var multiQueueBytes = 0
     private var multiFailed = false
     private var name: [UInt8]?
+    /// Who may connect and what each user may do.
+    let access: AccessControl
+    /// The connection's user; nil until it authenticates (when authentication is required). It lives here, in
+    /// the connection, so swaps, failovers and deploys — which never touch client connections — keep it.
+    private var user: ACLUser?
+    /// The user may run every command on every key: data commands skip the permission check (the hot path).
+    private var unrestricted: Bool
 
     /// Creates the handler of one connection.
     ///
@@ -34,10 +41,17 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     ///   - clientID: The connection's id (`CLIENT ID`).
     ///   - maximumInputBytes: The largest journaled input (default ``UnderstudyLimits/maxInputBytes``); a larger
     ///     command or MULTI queue is refused before it reaches the pipeline.
-    init(pipeline: RequestPipeline, clientID: Int64, maximumInputBytes: Int = UnderstudyLimits.maxInputBytes) {
+    ///   - access: The users (default: none required, everything allowed).
+    init(
+        pipeline: RequestPipeline, clientID: Int64, maximumInputBytes: Int = UnderstudyLimits.maxInputBytes,
+        access: AccessControl = .open
+    ) {
         self.pipeline = pipeline
         self.clientID = clientID
         self.maximumInputBytes = maximumInputBytes
+        self.access = access
+        self.user = access.initialUser
+        self.unrestricted = access.initialUser?.allowsEverything ?? false
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
@@ -72,12 +86,14 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     }
 
     /// Whether a command name may be one the connection answers itself (QUIT, MULTI, DISCARD, EXEC, WATCH,
-    /// UNWATCH, SELECT, CLIENT), judged from its length and first letter without building a string.
+    /// UNWATCH, SELECT, CLIENT, AUTH, HELLO, ACL), judged from its length and first letter without building a
+    /// string.
     private static func mayBeConnectionCommand(_ name: [UInt8]) -> Bool {
         guard let first = name.first else { return true }
         switch (name.count, first | 0x20) {
         case (4, UInt8(ascii: "q")), (5, UInt8(ascii: "m")), (7, UInt8(ascii: "d")), (4, UInt8(ascii: "e")),
-            (5, UInt8(ascii: "w")), (7, UInt8(ascii: "u")), (6, UInt8(ascii: "s")), (6, UInt8(ascii: "c")):
+            (5, UInt8(ascii: "w")), (7, UInt8(ascii: "u")), (6, UInt8(ascii: "s")), (6, UInt8(ascii: "c")),
+            (4, UInt8(ascii: "a")), (5, UInt8(ascii: "h")), (3, UInt8(ascii: "a")):
             return true
         default:
             return false
@@ -85,13 +101,32 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     }
 
     private func handle(_ args: [[UInt8]]) {
-        // The hot path: data commands go straight to the pipeline.
-        if !inMulti && !Self.mayBeConnectionCommand(args[0]) {
+        // The hot path: data commands of a user who may run everything go straight to the pipeline.
+        if unrestricted && !inMulti && !Self.mayBeConnectionCommand(args[0]) {
             remote(tag: InputTag.resp, payload: CommandCodec.encode(args))
             return
         }
         let command = Self.upper(args[0])
+        // Checked before anything is queued or journaled.
+        if !unrestricted, let refusal = refusal(command, args) {
+            reply(refusal)
+            if inMulti { multiFailed = true }
+            return
+        }
         switch command {
+        case "AUTH", "HELLO", "ACL":
+            if inMulti {
+                // Credentials are never queued (nor journaled).
+                multiFailed = true
+                reply(RESPValue.errorBytes("ERR Command not allowed inside a transaction"))
+            } else if command == "AUTH" {
+                auth(args)
+            } else if command == "HELLO" {
+                hello(args)
+            } else {
+                acl(args)
+            }
+            return
         case "QUIT":
             reply(RESPValue.ok)
             closeAfterReplies = true
@@ -183,6 +218,124 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             return
         }
         remote(tag: InputTag.resp, payload: CommandCodec.encode(args))
+    }
+
+    // MARK: authentication
+
+    static let noAuth = RESPValue.errorBytes("NOAUTH Authentication required.")
+    static let wrongPass = RESPValue.errorBytes("WRONGPASS invalid username-password pair or user is disabled.")
+
+    /// Why the connection's user may not run a command now (Redis's error line), or nil when it may.
+    private func refusal(_ command: String, _ args: [[UInt8]]) -> [UInt8]? {
+        // The commands Redis lets anyone run (no-auth).
+        if command == "AUTH" || command == "HELLO" || command == "QUIT" { return nil }
+        guard let user else { return Self.noAuth }
+        if let denial = user.check(args) { return RESPValue.errorBytes(denial.redisMessage) }
+        return nil
+    }
+
+    private func authenticated(as found: ACLUser) {
+        user = found
+        unrestricted = found.allowsEverything
+    }
+
+    /// `AUTH password` (the default user) or `AUTH username password`. A failure keeps the current user.
+    private func auth(_ args: [[UInt8]]) {
+        guard args.count == 2 || args.count == 3 else {
+            reply(RESPValue.errorBytes("ERR wrong number of arguments for 'auth' command"))
+            return
+        }
+        if args.count == 2 && access.users["default"]?.noPassword == true {
+            reply(RESPValue.errorBytes(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"))
+            return
+        }
+        let name = args.count == 3 ? String(decoding: args[1], as: UTF8.self) : "default"
+        guard let found = access.authenticate(user: name, password: args[args.count - 1]) else {
+            reply(Self.wrongPass)
+            return
+        }
+        authenticated(as: found)
+        reply(RESPValue.ok)
+    }
+
+    /// `HELLO [2 [AUTH user pass] [SETNAME name]]`: authenticates here; the service answers `HELLO [2]` (so the
+    /// credentials never reach the journal).
+    private func hello(_ args: [[UInt8]]) {
+        var forwarded: [[UInt8]] = [args[0]]
+        if args.count >= 2 {
+            guard let version = Int(String(decoding: args[1], as: UTF8.self)) else {
+                reply(RESPValue.errorBytes("ERR Protocol version is not an integer or out of range"))
+                return
+            }
+            // RESP2 only: HELLO 3 is answered as by a server without RESP3.
+            guard version == 2 else {
+                reply(RESPValue.errorBytes("NOPROTO unsupported protocol version"))
+                return
+            }
+            forwarded.append(args[1])
+        }
+        var credentials: (user: [UInt8], password: [UInt8])?
+        var newName: [UInt8]?
+        var j = 2
+        while j < args.count {
+            let more = args.count - 1 - j
+            let option = Self.upper(args[j])
+            if option == "AUTH" && more >= 2 {
+                credentials = (args[j + 1], args[j + 2])
+                j += 3
+            } else if option == "SETNAME" && more >= 1 {
+                newName = args[j + 1]
+                j += 2
+            } else {
+                reply(RESPValue.errorBytes("ERR Syntax error in HELLO option '\(String(decoding: args[j], as: UTF8.self))'"))
+                return
+            }
+        }
+        if let credentials {
+            guard let found = access.authenticate(user: String(decoding: credentials.user, as: UTF8.self), password: credentials.password)
+            else {
+                reply(Self.wrongPass)
+                return
+            }
+            authenticated(as: found)
+        }
+        guard user != nil else {
+            reply(RESPValue.errorBytes(
+                "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"))
+            return
+        }
+        if let newName {
+            if newName.contains(where: { $0 <= 32 || $0 >= 127 }) {
+                reply(RESPValue.errorBytes("ERR Client names cannot contain spaces, newlines or special characters."))
+                return
+            }
+            name = newName.isEmpty ? nil : newName
+        }
+        remote(tag: InputTag.resp, payload: CommandCodec.encode(forwarded))
+    }
+
+    /// `ACL WHOAMI`, `ACL LIST` (password hashes, never passwords), `ACL USERS`.
+    private func acl(_ args: [[UInt8]]) {
+        guard args.count >= 2 else {
+            reply(RESPValue.errorBytes("ERR wrong number of arguments for 'acl' command"))
+            return
+        }
+        let sub = String(decoding: args[1], as: UTF8.self).lowercased()
+        switch sub {
+        case "whoami", "list", "users":
+            guard args.count == 2 else {
+                reply(RESPValue.errorBytes("ERR wrong number of arguments for 'acl|\(sub)' command"))
+                return
+            }
+            switch sub {
+            case "whoami": reply(RESPValue.bulk(Array((user?.name ?? "default").utf8)).encoded)
+            case "list": reply(RESPValue.array(access.list.map { .bulk(Array($0.utf8)) }).encoded)
+            default: reply(RESPValue.array(access.users.keys.sorted().map { .bulk(Array($0.utf8)) }).encoded)
+            }
+        default:
+            reply(RESPValue.errorBytes("ERR unknown subcommand '\(String(decoding: args[1].prefix(128), as: UTF8.self))'. Try ACL HELP."))
+        }
     }
 
     /// Queues a command inside MULTI, unless the transaction would exceed the largest journaled input: then the
