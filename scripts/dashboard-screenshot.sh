@@ -16,6 +16,8 @@
 #                budget gives longer curves.
 #   WINDOW_SIZE  browser window as WIDTH,HEIGHT (default 1400,1100: the whole page at 1400 px wide)
 #   CHROMIUM     the browser binary (default: chromium, chromium-browser or google-chrome)
+#   UNDERSTUDY_TOKEN  the admin token (default: read from DATA/admin.token, DATA given as UNDERSTUDY_DATA,
+#                default ./understudy-data); the page gets it in its URL fragment (#token=…)
 #
 # If no browser is found and we are root, the Debian package `chromium` is installed with apt-get.
 # For live data, put load on the supervisor while this runs, e.g. `redis-benchmark -p PORT -n 20000 -q`.
@@ -29,6 +31,8 @@ WINDOW_SIZE="${WINDOW_SIZE:-1400,1100}"
 
 case "$URL" in http://* | https://*) ;; *) URL="http://$URL" ;; esac
 case "$URL" in */) ;; *) URL="$URL/" ;; esac
+TOKEN="${UNDERSTUDY_TOKEN:-$(cat "${UNDERSTUDY_DATA:-./understudy-data}/admin.token" 2> /dev/null || true)}"
+[ -n "$TOKEN" ] || echo "warning: no admin token (set UNDERSTUDY_TOKEN or UNDERSTUDY_DATA): the page will show no data" >&2
 
 find_browser() {
     if [ -n "${CHROMIUM:-}" ]; then echo "$CHROMIUM"; return; fi
@@ -48,7 +52,7 @@ if [ -z "$BROWSER" ]; then
     fi
 fi
 
-if command -v curl > /dev/null 2>&1 && ! curl -fsS -o /dev/null --max-time 3 "${URL}status"; then
+if command -v curl > /dev/null 2>&1 && ! curl -fsS -o /dev/null --max-time 3 -H "Authorization: Bearer $TOKEN" "${URL}status"; then
     echo "warning: ${URL}status does not answer; the page will show the supervisor as unreachable" >&2
 fi
 
@@ -59,7 +63,7 @@ trap 'rm -rf "$PROFILE" "$LOG"' EXIT
 
 if ! "$BROWSER" --headless --no-sandbox --disable-gpu --hide-scrollbars \
     --user-data-dir="$PROFILE" --no-first-run --window-size="$WINDOW_SIZE" \
-    --virtual-time-budget="$BUDGET_MS" --screenshot="$PROFILE/shot.png" "$URL" > "$LOG" 2>&1 \
+    --virtual-time-budget="$BUDGET_MS" --screenshot="$PROFILE/shot.png" "${URL}#token=${TOKEN}" > "$LOG" 2>&1 \
     || [ ! -s "$PROFILE/shot.png" ]; then
     cat "$LOG" >&2
     echo "screenshot failed" >&2

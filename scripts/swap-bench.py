@@ -99,7 +99,9 @@ def main():
             probe.wait()
             bench.terminate()
             report = json.load(open(probe_json))
-            history = json.load(urllib.request.urlopen("http://%s/swaps" % admin, timeout=10))
+            token = open(os.path.join(work, "admin.token")).read().strip()
+            request = urllib.request.Request("http://%s/swaps" % admin, headers={"Authorization": "Bearer " + token})
+            history = json.load(urllib.request.urlopen(request, timeout=10))
             ok = [h for h in history if h["outcome"]["succeeded"]]
             pauses = sorted(h["pauseMicros"] / 1000 for h in ok)
             steps = {}
