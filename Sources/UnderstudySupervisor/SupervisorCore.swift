@@ -191,7 +191,7 @@ final class SupervisorCore: @unchecked Sendable {
         let limits = configuration.limits
         // The front-end follows the service's greeting: HTTP/1.1 when it declares HTTP, RESP otherwise.
         if pipeline.primary?.hello?.http != nil {
-            httpFrontend = HTTPFrontend(pipeline: pipeline, configuration: configuration.http)
+            httpFrontend = HTTPFrontend(pipeline: pipeline, configuration: configuration.http, access: configuration.access)
         }
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 512)

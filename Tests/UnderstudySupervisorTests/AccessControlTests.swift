@@ -258,3 +258,47 @@ struct RESPAuthenticationTests {
         #expect(h.pipeline.heldCount == 0)
     }
 }
+
+@Suite("HTTP credentials")
+struct HTTPCredentialTests {
+    @Test("Basic and Bearer headers parse; malformed ones do not")
+    func parse() {
+        let basic = "Basic " + Data("alice:p:w".utf8).base64EncodedString()
+        #expect(HTTPConnectionHandler.credentials(basic).map { [$0.user, String(decoding: $0.password, as: UTF8.self)] } == ["alice", "p:w"])
+        #expect(HTTPConnectionHandler.credentials("Bearer  s3cret ").map { [$0.user, String(decoding: $0.password, as: UTF8.self)] } == ["default", "s3cret"])
+        #expect(HTTPConnectionHandler.credentials("Basic !!!") == nil)
+        #expect(HTTPConnectionHandler.credentials("Basic " + Data("nocolon".utf8).base64EncodedString()) == nil)
+        #expect(HTTPConnectionHandler.credentials("Digest x") == nil)
+        #expect(HTTPConnectionHandler.credentials("") == nil)
+    }
+
+    @Test("base64 decoding matches Foundation's for every length, and refuses bad padding")
+    func base64() {
+        for n in 0..<40 {
+            let bytes = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+            #expect(Base64.decode(Data(bytes).base64EncodedString()) == bytes)
+        }
+        #expect(Base64.decode("QQ=") == nil)
+        #expect(Base64.decode("Q=Q=") == nil)
+        #expect(Base64.decode("QQ==") == [0x41])
+    }
+
+    @Test("HTTP permissions: reads are @read, other methods @write; the path is the key")
+    func permissions() throws {
+        let access = try AccessControl(requirePass: nil, aclFile: """
+            user default off
+            user reader on >pw ~/accounts* +@all -@write
+            user writer on >pw ~* +@all
+            user noDelete on >pw ~* +@all -delete
+            """)
+        let reader = try #require(access.authenticate(user: "reader", password: Array("pw".utf8)))
+        #expect(reader.checkHTTP(method: "GET", path: Array("/accounts/a".utf8)) == nil)
+        #expect(reader.checkHTTP(method: "POST", path: Array("/accounts".utf8)) == .command("POST"))
+        #expect(reader.checkHTTP(method: "GET", path: Array("/health".utf8)) == .key)
+        let writer = try #require(access.authenticate(user: "writer", password: Array("pw".utf8)))
+        #expect(writer.checkHTTP(method: "POST", path: Array("/transfers".utf8)) == nil)
+        let noDelete = try #require(access.authenticate(user: "noDelete", password: Array("pw".utf8)))
+        #expect(noDelete.checkHTTP(method: "DELETE", path: Array("/x".utf8)) == .command("DELETE"))
+        #expect(noDelete.checkHTTP(method: "PUT", path: Array("/x".utf8)) == nil)
+    }
+}

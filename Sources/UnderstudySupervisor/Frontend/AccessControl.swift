@@ -286,6 +286,19 @@ public struct ACLUser: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 
+    /// Whether this user may make an HTTP request: `GET`, `HEAD` and `OPTIONS` are in the `@read` category and
+    /// every other method in `@write` (so `+@all -@write` is a read-only user); a rule may also name the method
+    /// (`+get`, `-delete`). The request path is the key that `~pattern` (`%R~`, `%W~`) must match.
+    public func checkHTTP(method: String, path: [UInt8]) -> AccessDenial? {
+        if allowsEverything { return nil }
+        let reads = method == "GET" || method == "HEAD" || method == "OPTIONS"
+        guard mayRun(command: method.lowercased(), subcommand: nil, categories: [reads ? "read" : "write"]) else {
+            return .command(method)
+        }
+        let allowed = keyPatterns.contains { p in (reads ? p.read : p.write) && GlobPattern.matches(p.pattern, path) }
+        return allowed ? nil : .key
+    }
+
     /// Applies the command rules in order: the last one that matches decides; none matching denies.
     func mayRun(command: String, subcommand: String?, categories: Set<String>) -> Bool {
         var allowed = false

@@ -90,7 +90,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         case .head(let h):
             headComplete()
             begin(h)
-        case .body(var buffer):
+        case .body(let buffer):
             guard !discarding, head != nil else { return }
             if body.count + buffer.readableBytes > frontend.configuration.maximumBodyBytes {
                 tooLarge()
@@ -134,7 +134,64 @@ final class HTTPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         flushNow()
     }
 
+    /// The last credentials this connection presented and the user they authenticate (a keep-alive client sends the
+    /// same header on every request: one password hash per connection, not per request).
+    private var authenticated: (header: String, user: ACLUser)?
+
+    /// The user a request acts as, or the response refusing it: 401 without valid credentials (HTTP Basic, or a
+    /// Bearer token that is the default user's password), 403 when the user may not make this request.
+    private func authorize(_ h: HTTPRequestHead) -> HTTPResponse? {
+        let access = frontend.access
+        guard access.authenticationRequired else { return nil }
+        let header = h.headers.first(name: "authorization") ?? ""
+        let user: ACLUser
+        if let cached = authenticated, cached.header == header {
+            user = cached.user
+        } else {
+            guard let found = Self.credentials(header).flatMap({ access.authenticate(user: $0.user, password: $0.password) }) else {
+                var refusal = HTTPResponse.json(401, ["error": .string(header.isEmpty ? "authentication required" : "invalid username-password pair or user is disabled")])
+                refusal.headers.append(HTTPHeader("www-authenticate", "Basic realm=\"understudy\", charset=\"UTF-8\""))
+                return refusal
+            }
+            authenticated = (header, found)
+            user = found
+        }
+        let path = Array((h.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? h.uri).utf8)
+        if let denial = user.checkHTTP(method: h.method.rawValue, path: path) {
+            let what: String
+            switch denial {
+            case .command: what = "this user has no permissions to make \(h.method.rawValue) requests"
+            case .key: what = "this user has no permissions to access \(String(decoding: path, as: UTF8.self))"
+            }
+            return HTTPResponse.json(403, ["error": .string(what)])
+        }
+        return nil
+    }
+
+    /// `Basic base64(user:password)` or `Bearer password` (the default user).
+    static func credentials(_ header: String) -> (user: String, password: [UInt8])? {
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2 else { return nil }
+        switch parts[0].lowercased() {
+        case "basic":
+            guard let decoded = Base64.decode(String(parts[1]).trimmingWhitespace()),
+                let colon = decoded.firstIndex(of: UInt8(ascii: ":"))
+            else { return nil }
+            return (String(decoding: decoded[..<colon], as: UTF8.self), Array(decoded[(colon + 1)...]))
+        case "bearer":
+            return ("default", Array(String(parts[1]).trimmingWhitespace().utf8))
+        default:
+            return nil
+        }
+    }
+
     private func submit(_ h: HTTPRequestHead, _ body: [UInt8]) {
+        if let refusal = authorize(h) {
+            slots.append(Slot(reply: refusal.encoded, headRequest: h.method == .HEAD, close: !keepAlive))
+            if !keepAlive { closeAfterReplies = true }
+            writeReady()
+            return
+        }
         var headers: [HTTPHeader] = []
         if !journaledHeaders.isEmpty {
             for (name, value) in h.headers {
@@ -230,5 +287,53 @@ final class HTTPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         if closeAfterReplies && slots.isEmpty {
             context.close(promise: nil)
         }
+    }
+}
+
+extension String {
+    fileprivate func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// Standard base64 (RFC 4648, with padding), for HTTP Basic credentials.
+enum Base64 {
+    static func decode(_ text: String) -> [UInt8]? {
+        var values: [UInt8] = []
+        values.reserveCapacity(text.utf8.count)
+        var padding = 0
+        for c in text.utf8 {
+            let v: UInt8
+            switch c {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): v = c - UInt8(ascii: "A")
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): v = c - UInt8(ascii: "a") + 26
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): v = c - UInt8(ascii: "0") + 52
+            case UInt8(ascii: "+"): v = 62
+            case UInt8(ascii: "/"): v = 63
+            case UInt8(ascii: "="):
+                padding += 1
+                continue
+            default: return nil
+            }
+            guard padding == 0 else { return nil }
+            values.append(v)
+        }
+        guard (values.count + padding) % 4 == 0, padding <= 2 else { return nil }
+        var out: [UInt8] = []
+        var i = 0
+        while i + 1 < values.count {
+            let a = values[i], b = values[i + 1]
+            out.append(a << 2 | b >> 4)
+            if i + 2 < values.count {
+                let c = values[i + 2]
+                out.append(b << 4 | c >> 2)
+                if i + 3 < values.count { out.append(c << 6 | values[i + 3]) }
+            }
+            i += 4
+        }
+        return out
     }
 }

@@ -50,7 +50,11 @@ final class HTTPFrontend {
     private(set) var stopping = false
     private var nextClientID: Int64 = 1
 
-    init(pipeline: RequestPipeline, configuration: HTTPFrontendConfiguration) {
+    /// Who may make requests (HTTP Basic or Bearer credentials, checked before anything is journaled).
+    let access: AccessControl
+
+    init(pipeline: RequestPipeline, configuration: HTTPFrontendConfiguration, access: AccessControl = .open) {
+        self.access = access
         self.pipeline = pipeline
         self.configuration = configuration
         pipeline.failureFormatters[InputTag.http] = Self.failureResponse
@@ -72,7 +76,10 @@ final class HTTPFrontend {
         limits.maxHeaderFieldCount = configuration.maximumHeaderCount
         limits.maxHeaderListSize = configuration.maximumHeaderBytes
         limits.maxHeaderFieldSize = configuration.maximumHeaderBytes
-        let handler = HTTPConnectionHandler(frontend: self, journaledHeaders: Set(declaration.requestHeaders))
+        // Credentials never reach the journal, whatever headers the service asks for.
+        var journaled = Set(declaration.requestHeaders.map { $0.lowercased() })
+        if access.authenticationRequired { journaled.remove("authorization") }
+        let handler = HTTPConnectionHandler(frontend: self, journaledHeaders: journaled)
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle))
         try sync.addHandler(HTTPHeadTimerHandler(connection: handler))
