@@ -201,6 +201,10 @@ final class WorkerInstance: @unchecked Sendable {
         process.arguments = ["--understudy-socket", socketPath] + arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
+        // A crashing worker keeps its (unsymbolicated) backtrace but dies at once: symbolicating takes the Swift
+        // runtime ~120 ms, during which every request queued behind the crashing input waits. An explicit
+        // SWIFT_BACKTRACE (the supervisor's environment, or --env) wins.
+        if env["SWIFT_BACKTRACE"] == nil { env["SWIFT_BACKTRACE"] = "enable=yes,symbolicate=off" }
         env[WorkerProgress.environmentVariable] = progressPath
         env["UNDERSTUDY_SUPERVISOR_PID"] = String(getpid())
         process.environment = env
