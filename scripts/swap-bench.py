@@ -114,8 +114,9 @@ def main():
                 return any(a - 0.2 <= at <= b + 0.2 for a, b in swap_windows)
             swap_gap = max([g["gap_ms"] for g in gaps if in_windows(g)] or [0])
             base_gap = max([g["gap_ms"] for g in gaps if 0.5 <= g["to_s"] <= 5] or [0])
-            print("keys=%d swaps_ok=%d/%d pause_ms median=%.3f max=%.3f steps_ms_median={%s} probe: longest gap in swap windows=%.1f ms, in the 4.5 s baseline window=%.1f ms, lost_acked=%s, failed_ops=%s %s" % (
-                size, len(ok), args.swaps, pauses[len(pauses) // 2] if pauses else -1, pauses[-1] if pauses else -1,
+            pct = lambda q: pauses[min(len(pauses) - 1, int(q * len(pauses)))] if pauses else -1
+            print("keys=%d swaps_ok=%d/%d pause_ms median=%.3f p90=%.3f p99=%.3f max=%.3f steps_ms_median={%s} probe: longest gap in swap windows=%.1f ms, in the 4.5 s baseline window=%.1f ms, lost_acked=%s, failed_ops=%s %s" % (
+                size, len(ok), args.swaps, pct(0.5), pct(0.9), pct(0.99), pauses[-1] if pauses else -1,
                 ", ".join("%s %.3f" % (k, sorted(v)[len(v) // 2]) for k, v in sorted(steps.items())),
                 swap_gap, base_gap, report.get("lost_acked"), report.get("failed_ops"), json.dumps(report.get("error_kinds", {}))))
             sys.stdout.flush()

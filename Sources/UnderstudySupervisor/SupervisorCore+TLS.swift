@@ -59,7 +59,7 @@ extension SupervisorCore {
         return ListenAddress(host: tls.listen.host, port: tlsListener?.localAddress?.port ?? tls.listen.port)
     }
 
-    /// Starts the TLS client listener (`--tls-port`): the same RESP pipeline behind a TLS handler.
+    /// Starts the TLS client listener (`--tls-port`): the same front-end (RESP or HTTP) behind a TLS handler.
     func startTLSListener() -> EventLoopFuture<Void> {
         guard let tls = configuration.tls else { return loop.makeSucceededVoidFuture() }
         let context: NIOSSLContext
@@ -68,22 +68,14 @@ extension SupervisorCore {
         } catch {
             return loop.makeFailedFuture(error)
         }
-        let limits = configuration.limits
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    self.nextClientID += 1
-                    let handler = RESPConnectionHandler(
-                        pipeline: self.pipeline, clientID: self.nextClientID, maximumInputBytes: limits.maximumInputBytes,
-                        access: self.configuration.access)
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
-                    try channel.pipeline.syncOperations.addHandler(IntakeThrottleHandler(throttle: self.pipeline.intakeThrottle))
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
-                    try channel.pipeline.syncOperations.addHandler(handler)
+                    try self.initializeClientChannel(channel)
                 }
             }
             .bind(host: tls.listen.host, port: tls.listen.port)

@@ -187,34 +187,39 @@ final class SupervisorCore: @unchecked Sendable {
     }
 
     private func startListener() -> EventLoopFuture<Void> {
-        guard configuration.plainText else { return loop.makeSucceededVoidFuture() }
-        let limits = configuration.limits
-        // The front-end follows the service's greeting: HTTP/1.1 when it declares HTTP, RESP otherwise.
+        // The front-end follows the service's greeting: HTTP/1.1 when it declares HTTP, RESP otherwise — on the
+        // plain and the TLS listener alike.
         if pipeline.primary?.hello?.http != nil {
             httpFrontend = HTTPFrontend(pipeline: pipeline, configuration: configuration.http, access: configuration.access)
         }
+        guard configuration.plainText else { return loop.makeSucceededVoidFuture() }
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let http = self.httpFrontend { return try http.initialize(channel) }
-                    self.nextClientID += 1
-                    let handler = RESPConnectionHandler(
-                        pipeline: self.pipeline, clientID: self.nextClientID, maximumInputBytes: limits.maximumInputBytes,
-                        access: self.configuration.access)
-                    try channel.pipeline.syncOperations.addHandler(IntakeThrottleHandler(throttle: self.pipeline.intakeThrottle))
-                    try channel.pipeline.syncOperations.addHandler(
-                        ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
+                channel.eventLoop.makeCompletedFuture { try self.initializeClientChannel(channel) }
             }
             .bind(host: configuration.listen.host, port: configuration.listen.port)
             .map { self.listener = $0 }
             .flatMapErrorThrowing { error in
                 throw SupervisorError(.bindFailed, "cannot listen on \(self.configuration.listen): \(error)")
             }
+    }
+
+    /// Adds a client connection's handlers after whatever is already there (TLS): the intake throttle and the
+    /// service's front-end — HTTP/1.1 when it declared HTTP, RESP otherwise.
+    func initializeClientChannel(_ channel: any Channel) throws {
+        if let http = httpFrontend { return try http.initialize(channel) }
+        let limits = configuration.limits
+        nextClientID += 1
+        let handler = RESPConnectionHandler(
+            pipeline: pipeline, clientID: nextClientID, maximumInputBytes: limits.maximumInputBytes,
+            access: configuration.access)
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle))
+        try sync.addHandler(ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
+        try sync.addHandler(handler)
     }
 
     func readyInfo() async throws -> ReadyInfo {

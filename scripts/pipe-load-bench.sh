@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# pipe-load-bench.sh -- a standby that stays hot under a bulk load: N SETs through `redis-cli --pipe` (default
+# 1 000 000), the live shadow's lag sampled every 200 ms (p50/p99/max), a SIGKILL of the primary in the middle of
+# the load measured with gap-probe (longest client gap, acknowledged writes lost), and a planned swap asked for
+# 1 s after the load ends (its pause). Finally every key is counted.
+#
+# Usage: scripts/pipe-load-bench.sh [KEYS] [MAX_STANDBY_LAG_MS]     (default 1000000 keys, 100 ms)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEYS=${1:-1000000}
+LAG=${2:-100}
+swift build -c release --product understudy >/dev/null
+swift build -c release --product kv-v1 >/dev/null
+BIN=$(swift build -c release --show-bin-path)
+PROBE=../shared/tools/gap-probe.py
+work=$(mktemp -d)
+cleanup() { kill "${US_PID:-}" "${PIPE_PID:-}" "${PROBE_PID:-}" "${SAMPLER_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+python3 - "$KEYS" > "$work/load.resp" <<'PY'
+import sys
+out = sys.stdout.buffer
+for i in range(int(sys.argv[1])):
+    k = b"pipe:%d" % i
+    v = b"v%d" % i
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
+PY
+"$BIN/understudy" run --service "$BIN/kv-v1" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --data "$work/data" \
+    --max-standby-lag-ms "$LAG" --log-level warning > "$work/ready.txt" 2> "$work/err.log" &
+US_PID=$!
+for _ in $(seq 100); do grep -q ready "$work/ready.txt" 2>/dev/null && break; sleep 0.1; done
+PORT=$(sed -n 's/.*listen=[^:]*:\([0-9]*\).*/\1/p' "$work/ready.txt")
+ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$work/ready.txt")
+status() { "$BIN/understudy" status --json --admin "$ADMIN" --data "$work/data"; }
+wait_shadow() { for _ in $(seq 600); do status | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if any(i["role"]=="shadow" and i["phase"]=="live" for i in s["instances"]) else 1)' && return; sleep 0.1; done; }
+wait_shadow
+# Lag samples every 200 ms while the load runs (and a few seconds after).
+( while true; do status | python3 -c 'import json,sys,time; s=json.load(sys.stdin); print("%.3f %d %d %s" % (time.time(), s["standbyLagMillis"], s["lastSequence"], s["intakeThrottled"]))' >> "$work/lag.txt" 2>/dev/null || true; sleep 0.2; done ) &
+SAMPLER_PID=$!
+python3 "$PROBE" --duration 600 --top 10 --json "$work/probe.json" --stop-file "$work/stop-probe" "127.0.0.1:$PORT" >/dev/null 2>&1 &
+PROBE_PID=$!
+start=$(date +%s.%N)
+redis-cli -p "$PORT" --pipe < "$work/load.resp" > "$work/pipe.txt" 2>&1 &
+PIPE_PID=$!
+# Kill the primary when about half the keys are in.
+for _ in $(seq 3000); do
+    seq_now=$(status | python3 -c 'import json,sys; print(json.load(sys.stdin)["lastSequence"])' 2>/dev/null || echo 0)
+    [ "$seq_now" -ge $((KEYS / 2)) ] && break
+    sleep 0.1
+done
+pid=$(status | python3 -c 'import json,sys; print([i["pid"] for i in json.load(sys.stdin)["instances"] if i["role"]=="primary"][0])')
+echo "SIGKILL of the primary (pid $pid) at sequence $seq_now, $(python3 -c "import time; print('%.1f' % (time.time() - $start))") s into the load"
+kill -9 "$pid"
+wait "$PIPE_PID" || true
+end=$(date +%s.%N)
+tail -2 "$work/pipe.txt"
+echo "load: $KEYS SETs in $(python3 -c "print('%.1f' % ($end - $start))") s"
+sleep 1
+swap=$("$BIN/understudy" swap --json --admin "$ADMIN" --data "$work/data" || true)
+echo "$swap" | python3 -c 'import json,sys; r=json.load(sys.stdin); print("planned swap 1 s after the load: outcome %s, pause %.3f ms" % (r.get("outcome"), r.get("pauseMicros", 0) / 1000))' 2>/dev/null || echo "swap: $swap"
+sleep 2
+touch "$work/stop-probe"
+wait "$PROBE_PID" || true
+kill "$SAMPLER_PID" 2>/dev/null || true
+python3 - "$work/lag.txt" "$start" "$end" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+start, end = float(sys.argv[2]), float(sys.argv[3])
+during = sorted(int(r[1]) for r in rows if start <= float(r[0]) <= end)
+if during:
+    p = lambda q: during[min(len(during) - 1, int(q * len(during)))]
+    print("standby lag during the load (%d samples of 200 ms): p50 %d ms, p99 %d ms, max %d ms; throttled in %d samples" % (
+        len(during), p(0.5), p(0.99), during[-1], sum(1 for r in rows if start <= float(r[0]) <= end and r[3] == "true")))
+PY
+python3 - "$work/probe.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print("gap-probe: max_gap_ms=%s lost_acked=%s applied_unacked=%s failed_ops=%s ok_ops=%s" % (
+    r.get("max_gap_ms"), r.get("lost_acked"), r.get("applied_unacked"), r.get("failed_ops"), r.get("ok_ops")))
+print("top gaps (ms @ s):", ", ".join("%.1f@%.1f" % (g["gap_ms"], g["to_s"]) for g in r.get("top_gaps", [])))
+PY
+echo "keys present: $(redis-cli -p "$PORT" dbsize) (expected $KEYS plus the probe's key)"
