@@ -430,6 +430,9 @@ final class WorkerInstance: @unchecked Sendable {
     func retire(reason: String) {
         guard !isDead else { return }
         unlink(progressPath)
+        // A retired worker's exit is expected and nobody waits for it: no hop to the loop when it comes (at
+        // shutdown the loop may be gone by then).
+        process?.terminationHandler = nil
         send(.shutdown)
         flush()
         let process = self.process
