@@ -45,7 +45,7 @@ extension EndToEnd {
             for (n, poison) in ["poison:crash:1", "poison:hang:1", "poison:crash:2"].enumerated() {
                 let (reply, seconds) = await timedCall(port: s.port, ["SET", poison, "x"])
                 #expect(reply.hasPrefix("ERR request quarantined: "), "\(poison): \(reply)")
-                #expect(seconds <= Double(deadlineMillis) / 1000 + 2, "\(poison): the error reply took \(seconds) s")
+                #expect(seconds <= Double(deadlineMillis) / 1000 + 1, "\(poison): the error reply took \(seconds) s")
                 if let open = reply.range(of: "(sequence "), let seq = UInt64(reply[open.upperBound...].prefix { $0.isNumber }) {
                     sequences.append(seq)
                 }
@@ -61,7 +61,7 @@ extension EndToEnd {
             let report = try await load.stop()
             #expect(report.acknowledgedIncrements.values.reduce(0, +) > 0)
             #expect(report.errors == 0, "the INCR clients saw errors: \(report.errorSamples)")
-            #expect(report.longestGapMillis <= Double(deadlineMillis) + 2000, "longest client gap \(report.longestGapMillis) ms")
+            #expect(report.longestGapMillis <= Double(deadlineMillis) + 1000, "longest client gap \(report.longestGapMillis) ms")
             var problems = try await counterProblems(port: s.port, acknowledged: report.acknowledgedIncrements, exact: report.errors == 0)
             #expect(problems.isEmpty, "\(problems.prefix(10))")
 

@@ -954,9 +954,17 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         return NIODeadline.now() - log[i].enqueuedAt
     }
 
-    /// Engages the intake throttle while the live standby lags more than the limit; releases it below half.
+    /// How long ago the oldest input the primary has not applied arrived: the queue every new request waits behind.
+    var primaryQueueDelay: TimeAmount {
+        guard let p = primary, p.appliedSequence < lastSequence, let i = log.index(of: p.appliedSequence + 1) else { return .zero }
+        return NIODeadline.now() - log[i].enqueuedAt
+    }
+
+    /// Engages the intake throttle while the live standby lags more than the limit, or the primary's own queue
+    /// holds more than that much work (a bulk loader must not queue seconds of work ahead of every other client);
+    /// releases it below half.
     private func adjustIntakeThrottle() {
-        let lag = standbyLag
+        let lag = max(standbyLag, primaryQueueDelay)
         if intakeThrottle.engaged {
             if lag.nanoseconds <= configuration.maxStandbyLag.nanoseconds / 2 { intakeThrottle.release() }
         } else if lag > configuration.maxStandbyLag {
