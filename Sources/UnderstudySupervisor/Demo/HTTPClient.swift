@@ -24,7 +24,7 @@ public final class HTTPClient {
         public var text: String { String(decoding: body, as: UTF8.self) }
     }
 
-    private let fd: Int32
+    private let socket: BlockingSocket
     private var buffer: [UInt8] = []
     private var scratch = [UInt8](repeating: 0, count: 65536)
     /// The server said `connection: close`.
@@ -32,28 +32,8 @@ public final class HTTPClient {
 
     /// Connects to `host:port`.
     public init(host: String, port: Int, timeoutSeconds: Int = 30) throws {
-        var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var result: UnsafeMutablePointer<addrinfo>?
-        guard getaddrinfo(host, "\(port)", &hints, &result) == 0, let info = result else {
-            throw SupervisorError(.invalidRequest, "cannot resolve \(host)")
-        }
-        defer { freeaddrinfo(result) }
-        let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
-        guard fd >= 0 else { throw SupervisorError(.invalidRequest, "socket() failed") }
-        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        guard connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw SupervisorError(.invalidRequest, "cannot connect to \(host):\(port): \(message)")
-        }
-        self.fd = fd
+        socket = try BlockingSocket(host: host, port: port, timeoutSeconds: timeoutSeconds)
     }
-
-    deinit { close(fd) }
 
     /// The bytes of a request.
     public static func encode(_ method: String, _ target: String, headers: [(String, String)] = [], body: [UInt8] = []) -> [UInt8] {
@@ -66,24 +46,12 @@ public final class HTTPClient {
 
     /// Sends raw bytes.
     public func sendRaw(_ bytes: [UInt8]) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw SupervisorError(.invalidRequest, "connection lost while sending") }
-            offset += n
-        }
+        try socket.send(bytes)
     }
 
     private func fill() throws {
-        while true {
-            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw SupervisorError(.invalidRequest, "receive failed: \(String(cString: strerror(errno)))") }
-            if n == 0 { throw SupervisorError(.invalidRequest, "connection closed by the server") }
-            buffer.append(contentsOf: scratch[0..<n])
-            return
-        }
+        let n = try socket.receive(into: &scratch)
+        buffer.append(contentsOf: scratch[0..<n])
     }
 
     /// Reads one response.
