@@ -197,6 +197,10 @@ final class SupervisorCore: @unchecked Sendable {
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // Clients take turns in small slices: one read per connection per loop turn, at most 16 KiB, so a bulk
+            // loader's socket cannot queue thousands of requests ahead of everyone else in one turn.
+            .childChannelOption(.maxMessagesPerRead, value: 1)
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 16384))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try self.initializeClientChannel(channel) }
             }
