@@ -123,7 +123,7 @@ final class SupervisorCore: @unchecked Sendable {
             metrics.quarantinedInputs.increment()
             let request = pipeline.log.index(of: entry.sequence).map { pipeline.log[$0].request }
             comparator.record(Discrepancy(
-                sequence: entry.sequence, instance: entry.instance, role: "primary", version: pipeline.primary?.version ?? "?",
+                sequence: entry.sequence, instance: entry.instance, role: "primary", version: entry.version ?? "?",
                 kind: .quarantine, command: entry.command,
                 request: request.map { Comparator.render(tag: $0.tag, payload: $0.payload) } ?? entry.command,
                 primary: entry.reason, other: "quarantined: no instance applies it again", keys: [],

@@ -74,7 +74,10 @@ extension EndToEnd {
             #expect(listed.map(\.sequence) == sequences)
             let metrics = try s.admin.get("/metrics").text
             #expect(metrics.contains("understudy_quarantined_inputs_total 3"), "\(metrics.split(separator: "\n").filter { $0.contains("quarantin") })")
-            #expect(try s.discrepancies().recent.filter { $0.kind == .quarantine }.count == 3)
+            let logged = try s.discrepancies().recent.filter { $0.kind == .quarantine }
+            #expect(logged.count == 3)
+            #expect(logged.allSatisfy { $0.version == "2.0.0" }, "\(logged.map(\.version))")
+            #expect(status.quarantined.allSatisfy { $0.version == "2.0.0" })
             let human = try await understudy(["status"] + s.cliTarget)
             #expect(human.stdout.contains("quarantined inputs"), "\(human.stdout)")
 

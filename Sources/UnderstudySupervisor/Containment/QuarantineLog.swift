@@ -13,14 +13,17 @@ public struct QuarantineEntry: Codable, Sendable, Equatable {
     public var instance: UInt32
     /// When it was quarantined (ISO 8601, UTC).
     public var time: String
+    /// The version of the service that died of it (absent for entries rebuilt from the journal alone).
+    public var version: String?
 
     /// Creates an entry.
-    public init(sequence: UInt64, command: String, reason: String, instance: UInt32, time: String) {
+    public init(sequence: UInt64, command: String, reason: String, instance: UInt32, time: String, version: String? = nil) {
         self.sequence = sequence
         self.command = command
         self.reason = reason
         self.instance = instance
         self.time = time
+        self.version = version
     }
 }
 

@@ -765,7 +765,9 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         } else {
             command = "?"
         }
-        let entry = QuarantineEntry(sequence: seq, command: command, reason: reason, instance: instance.id, time: QuarantineLog.now())
+        let entry = QuarantineEntry(
+            sequence: seq, command: command, reason: reason, instance: instance.id, time: QuarantineLog.now(),
+            version: instance.hello?.version)
         logger.error("input quarantined", metadata: [
             "understudy.seq": "\(seq)", "understudy.command": "\(command)", "understudy.reason": "\(reason)",
             "understudy.instance": "\(instance.id)",
