@@ -38,26 +38,7 @@ extension DemoRunner {
         say("load running: \(options.clients) HTTP clients (idempotent POST /transfers, GET /accounts/{id}); baseline for \(options.baselineSeconds) s")
         try await Task.sleep(for: .milliseconds(Int(options.baselineSeconds * 1000)))
         let deployStartMillis = load.elapsedMillis
-        let request = DeployRequest(
-            binary: options.v2.binary, arguments: options.v2.arguments.isEmpty ? nil : options.v2.arguments,
-            compareRequests: options.compareRequests)
-        let started = try admin.post("/deploy", json: try JSONEncoder().encode(request))
-        guard started.status == 202, let id = try started.decode([String: Int].self)["id"] else {
-            _ = load.stop()
-            throw SupervisorError(.rejected, "the deploy did not start: HTTP \(started.status) \(started.text)")
-        }
-        say("deploying ledger version 2 (\(options.v2.binary)) while the load runs…")
-        var deploy: DeployReport
-        var printed = 0
-        repeat {
-            try await Task.sleep(for: .milliseconds(100))
-            deploy = try admin.get("/deploys/\(id)").decode(DeployReport.self)
-            for (i, s) in deploy.stages.enumerated() where i >= printed && s.status != "running" {
-                say(String(format: "  [%@] %@ %.3f s  %@", s.status == "passed" ? "ok  " : s.status == "skipped" ? "skip" : "FAIL",
-                           s.name.padding(toLength: 12, withPad: " ", startingAt: 0), Double(s.millis) / 1000, s.detail))
-                printed = i + 1
-            }
-        } while deploy.state == "running"
+        let deploy = try await deployVersion2(admin: admin, announce: "deploying ledger version 2 (\(options.v2.binary)) while the load runs…") { _ = load.stop() }
         report.deployAccepted = deploy.state == "accepted"
         report.deployReasons = deploy.reasons
         report.stages = deploy.stages

@@ -156,26 +156,7 @@ public struct DemoRunner: Sendable {
         say("load generator running: \(options.clients) clients (INCR/SET/GET); baseline for \(options.baselineSeconds) s")
         try await Task.sleep(for: .milliseconds(Int(options.baselineSeconds * 1000)))
         let deployStartMillis = load.elapsedMillis
-        let request = DeployRequest(
-            binary: options.v2.binary, arguments: options.v2.arguments.isEmpty ? nil : options.v2.arguments,
-            compareRequests: options.compareRequests)
-        let started = try admin.post("/deploy", json: try JSONEncoder().encode(request))
-        guard started.status == 202, let id = try started.decode([String: Int].self)["id"] else {
-            _ = load.stop()
-            throw SupervisorError(.rejected, "the deploy did not start: HTTP \(started.status) \(started.text)")
-        }
-        say("deploying version 2 (\(options.v2.binary)) while the load runs…")
-        var deploy: DeployReport
-        var printed = 0
-        repeat {
-            try await Task.sleep(for: .milliseconds(100))
-            deploy = try admin.get("/deploys/\(id)").decode(DeployReport.self)
-            for (i, s) in deploy.stages.enumerated() where i >= printed && s.status != "running" {
-                say(String(format: "  [%@] %@ %.3f s  %@", s.status == "passed" ? "ok  " : s.status == "skipped" ? "skip" : "FAIL",
-                           s.name.padding(toLength: 12, withPad: " ", startingAt: 0), Double(s.millis) / 1000, s.detail))
-                printed = i + 1
-            }
-        } while deploy.state == "running"
+        let deploy = try await deployVersion2(admin: admin, announce: "deploying version 2 (\(options.v2.binary)) while the load runs…") { _ = load.stop() }
         report.deployAccepted = deploy.state == "accepted"
         report.deployReasons = deploy.reasons
         report.stages = deploy.stages
@@ -252,5 +233,33 @@ public struct DemoRunner: Sendable {
         lines.append("dashboard: \(r.dashboardURL)")
         lines.append(String(format: "demo took %.1f s — %@", r.seconds, r.succeeded ? "OK" : "FAILED"))
         return lines.joined(separator: "\n")
+    }
+}
+
+extension DemoRunner {
+    /// Starts the deploy of version 2 through the admin API, prints each stage as it finishes, and returns the
+    /// final report; when the deploy does not start, calls `beforeFailing` (stop the load) and throws.
+    func deployVersion2(admin: AdminClient, announce: String, beforeFailing: () -> Void) async throws -> DeployReport {
+        let request = DeployRequest(
+            binary: options.v2.binary, arguments: options.v2.arguments.isEmpty ? nil : options.v2.arguments,
+            compareRequests: options.compareRequests)
+        let started = try admin.post("/deploy", json: try JSONEncoder().encode(request))
+        guard started.status == 202, let id = try started.decode([String: Int].self)["id"] else {
+            beforeFailing()
+            throw SupervisorError(.rejected, "the deploy did not start: HTTP \(started.status) \(started.text)")
+        }
+        say(announce)
+        var deploy: DeployReport
+        var printed = 0
+        repeat {
+            try await Task.sleep(for: .milliseconds(100))
+            deploy = try admin.get("/deploys/\(id)").decode(DeployReport.self)
+            for (i, s) in deploy.stages.enumerated() where i >= printed && s.status != "running" {
+                say(String(format: "  [%@] %@ %.3f s  %@", s.status == "passed" ? "ok  " : s.status == "skipped" ? "skip" : "FAIL",
+                           s.name.padding(toLength: 12, withPad: " ", startingAt: 0), Double(s.millis) / 1000, s.detail))
+                printed = i + 1
+            }
+        } while deploy.state == "running"
+        return deploy
     }
 }

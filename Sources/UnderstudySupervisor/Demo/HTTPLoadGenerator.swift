@@ -47,41 +47,27 @@ public final class HTTPLoadGenerator: Sendable {
     }
 
     let configuration: Configuration
-    private let stopFlag = Atomic<Bool>(false)
-    private let results = Mutex<[Report]>([])
-    private let started = Mutex<Date?>(nil)
-    private let finished = Atomic<Int>(0)
+    private let clients: LoadClients<Report>
 
     /// Creates a generator; nothing runs until ``start()``.
     public init(configuration: Configuration) {
         self.configuration = configuration
+        self.clients = LoadClients(count: configuration.clients)
     }
 
     /// Milliseconds since ``start()``.
-    public var elapsedMillis: Double {
-        started.withLock { $0.map { Date().timeIntervalSince($0) * 1000 } ?? 0 }
-    }
+    public var elapsedMillis: Double { clients.elapsedMillis }
 
     /// Starts the clients, each on its own thread.
     public func start() {
-        let t0 = Date()
-        started.withLock { $0 = t0 }
-        for index in 0..<configuration.clients {
-            let thread = Thread { [self] in
-                let report = self.runClient(index: index, t0: t0)
-                self.results.withLock { $0.append(report) }
-                self.finished.add(1, ordering: .sequentiallyConsistent)
-            }
-            thread.start()
-        }
+        clients.start { [self] index, t0 in self.runClient(index: index, t0: t0) }
     }
 
     /// Stops the clients (each finishes its request) and merges their reports.
     public func stop() -> Report {
-        stopFlag.store(true, ordering: .sequentiallyConsistent)
-        while finished.load(ordering: .sequentiallyConsistent) < configuration.clients { usleep(1000) }
+        let reports = clients.stop().reports
         var merged = Report()
-        for r in results.withLock({ $0 }) {
+        for r in reports {
             merged.requests += r.requests
             merged.errors += r.errors
             merged.connectionRetries += r.connectionRetries
@@ -102,7 +88,7 @@ public final class HTTPLoadGenerator: Sendable {
         var client: HTTPClient?
         var last = Date()
         var n = 0
-        while !stopFlag.load(ordering: .relaxed) {
+        while !clients.stopping {
             n += 1
             let transfer = Double.random(in: 0..<1, using: &rng) < c.transferShare
             let from = c.accounts.randomElement(using: &rng) ?? "acct0"
@@ -113,7 +99,7 @@ public final class HTTPLoadGenerator: Sendable {
             let body: JSONValue = ["from": .string(from), "to": .string(to), "amount": .int(amount)]
             // The same request (and key) until it gets a response: a retried transfer is applied at most once.
             var attempts = 0
-            while !stopFlag.load(ordering: .relaxed) || attempts > 0 {
+            while !clients.stopping || attempts > 0 {
                 attempts += 1
                 do {
                     if client == nil || client!.closed {

@@ -50,43 +50,28 @@ public final class LoadGenerator: Sendable {
     }
 
     let configuration: Configuration
-    private let stopFlag = Atomic<Bool>(false)
-    private let results = Mutex<[Report]>([])
-    private let started = Mutex<Date?>(nil)
-    private let finished = Atomic<Int>(0)
+    private let clients: LoadClients<Report>
 
     /// Creates a generator; nothing runs until ``start()``.
     public init(configuration: Configuration) {
         self.configuration = configuration
+        self.clients = LoadClients(count: configuration.clients)
     }
 
     /// Milliseconds since ``start()``.
-    public var elapsedMillis: Double {
-        started.withLock { $0.map { Date().timeIntervalSince($0) * 1000 } ?? 0 }
-    }
+    public var elapsedMillis: Double { clients.elapsedMillis }
 
     /// Starts the client threads.
     public func start() {
-        let t0 = Date()
-        started.withLock { $0 = t0 }
-        for index in 0..<configuration.clients {
-            let thread = Thread { [self] in
-                let report = self.runClient(index: index, t0: t0)
-                self.results.withLock { $0.append(report) }
-                self.finished.add(1, ordering: .sequentiallyConsistent)
-            }
-            thread.start()
-        }
+        clients.start { [self] index, t0 in self.runClient(index: index, t0: t0) }
     }
 
     /// Stops the clients and merges their reports.
     public func stop() -> Report {
-        stopFlag.store(true, ordering: .sequentiallyConsistent)
-        while finished.load(ordering: .sequentiallyConsistent) < configuration.clients { usleep(1000) }
-        let t0 = started.withLock { $0 } ?? Date()
+        let (reports, seconds) = clients.stop()
         var merged = Report()
-        merged.seconds = Date().timeIntervalSince(t0)
-        for r in results.withLock({ $0 }) {
+        merged.seconds = seconds
+        for r in reports {
             merged.requests += r.requests
             merged.errors += r.errors
             merged.errorSamples += r.errorSamples.prefix(5)
@@ -109,7 +94,7 @@ public final class LoadGenerator: Sendable {
         // the previous one it saw: any other value means a lost or doubled write, or a reply out of order.
         let myCounters = (0..<max(1, c.counters / max(1, c.clients))).map { "\(c.prefix):counter:\(index):\($0)" }
         var lastSeen: [String: Int64] = [:]
-        while !stopFlag.load(ordering: .relaxed) {
+        while !clients.stopping {
             do {
                 if client == nil {
                     client = try RESPClient(host: c.host, port: c.port, timeoutSeconds: 10)

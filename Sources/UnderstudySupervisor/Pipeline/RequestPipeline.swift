@@ -263,7 +263,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         // quarantined there as anywhere.
         let deadlineCheck = min(TimeAmount.milliseconds(50), configuration.requestDeadline)
         timers.append(loop.scheduleRepeatedTask(initialDelay: deadlineCheck, delay: deadlineCheck) { _ in
-            self.checkRequestDeadline()
+            self.instances.checkRequestDeadline()
         })
         return loadQuarantine().flatMap {
             self.spawnInstance(binary: self.serviceBinary, role: .primary)
@@ -289,7 +289,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             self.primary?.phase = .live
             self.serving = true
             self.startTimers()
-            if self.configuration.shadow { self.startShadow() }
+            if self.configuration.shadow { self.instances.startShadow() }
         }
     }
 
@@ -909,11 +909,6 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         flushInstances()
     }
 
-    /// Starts a same-version shadow of the current primary.
-    func startShadow() {
-        instances.startShadow()
-    }
-
     // MARK: timers, health, snapshots
 
     private func startTimers() {
@@ -934,10 +929,6 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         adjustIntakeThrottle()
         instances.healthCheck()
         flushInstances()
-    }
-
-    private func checkRequestDeadline() {
-        instances.checkRequestDeadline()
     }
 
     /// A snapshot the schedule asks for: never while one is in flight, never sooner than the minimum spacing after
