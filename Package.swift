@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // The frames between supervisor and worker.
@@ -48,6 +49,18 @@ let package = Package(
             name: "UnderstudyJournal",
             dependencies: ["UnderstudyWire", .product(name: "Logging", package: "swift-log")]
         ),
+        // The journal in PostgreSQL (`--journal postgres://…`): group commits fenced by a lease epoch, chunked
+        // snapshots, LISTEN/NOTIFY for standbys.
+        .target(
+            name: "UnderstudyJournalPostgres",
+            dependencies: [
+                "UnderstudyJournal",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The prediction engine: kernels, GRU/LSTM, baselines, online trainer.
         .target(name: "UnderstudyPrediction"),
         // The supervisor: front-end, sequencer, instances, shadowing, transfer, updates, admin.
@@ -56,6 +69,7 @@ let package = Package(
             dependencies: [
                 "UnderstudyWire",
                 "UnderstudyJournal",
+                "UnderstudyJournalPostgres",
                 "UnderstudyPrediction",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -116,13 +130,21 @@ let package = Package(
         .testTarget(name: "UnderstudyWireTests", dependencies: ["UnderstudyWire"]),
         .testTarget(name: "UnderstudyKitTests", dependencies: ["UnderstudyKit", "UnderstudyWire"]),
         .testTarget(name: "UnderstudyJournalTests", dependencies: ["UnderstudyJournal"]),
+        // Throwaway PostgreSQL clusters (initdb, pg_basebackup) for the tests of the PostgreSQL journal.
+        .target(name: "PostgresTestSupport", path: "Tests/Support/PostgresTestSupport"),
+        .testTarget(
+            name: "UnderstudyJournalPostgresTests",
+            dependencies: [
+                "UnderstudyJournalPostgres", "UnderstudyJournal", "PostgresTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "UnderstudyPredictionTests", dependencies: ["UnderstudyPrediction"]),
         .testTarget(name: "UnderstudySupervisorTests", dependencies: ["UnderstudySupervisor", "UnderstudyWire"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UnderstudyKit"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "UnderstudyKit", "UnderstudyWire"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["UnderstudySupervisor", "UnderstudyWire", "UnderstudyJournal"]
+            dependencies: ["UnderstudySupervisor", "UnderstudyWire", "UnderstudyJournal", "PostgresTestSupport"]
         ),
     ]
 )

@@ -8,11 +8,16 @@ import Synchronization
 /// ``onDurable(_:)`` say when records are durable per the ``FsyncPolicy``. Close it with ``close()`` (releasing
 /// the last reference closes it too).
 public final class Journal: Sendable {
-    private let core: JournalCore
+    private let core: any JournalBackend
 
-    private init(core: JournalCore) {
-        self.core = core
+    /// A journal kept by `backend` (for a backend other than the file journal ``open(directory:configuration:logger:)``
+    /// makes, such as a database).
+    public init(backend: any JournalBackend) {
+        self.core = backend
     }
+
+    /// What keeps the records (to reach a backend's own features, such as a database journal's lease).
+    public var backend: any JournalBackend { self.core }
 
     deinit {
         try? self.core.close()
@@ -31,17 +36,17 @@ public final class Journal: Sendable {
     /// - Throws: ``JournalError`` (`directoryMissing`, `notADirectory`, `directoryNotWritable`, `locked`,
     ///   `corruptRecord`, `sequenceGap`, `ioError`, ...).
     public static func open(directory: String, configuration: JournalConfiguration, logger: Logger) throws -> Journal {
-        Journal(core: try JournalCore.open(directory: directory, configuration: configuration, logger: logger))
+        Journal(backend: try JournalCore.open(directory: directory, configuration: configuration, logger: logger))
     }
 
     /// What open found and did.
-    public var recoveryReport: RecoveryReport { self.core.report }
+    public var recoveryReport: RecoveryReport { self.core.recoveryReport }
 
     /// Snapshots rejected (failed checksum or unreadable) since open, by recovery or ``newestSnapshot()``.
     public var snapshotRejections: [RecoveryReport.RejectedSnapshot] { self.core.snapshotRejections }
 
-    /// The directory this journal is in.
-    public var directory: String { self.core.directory }
+    /// The directory this journal is in (for a database journal: its address, without the password).
+    public var directory: String { self.core.location }
 
     /// The highest sequence appended (0 if none; the snapshot's sequence when only a newer snapshot exists).
     public var lastSequence: UInt64 { self.core.lastSequence }
@@ -57,7 +62,7 @@ public final class Journal: Sendable {
     /// - Throws: ``JournalError`` `recordTooLarge` (the payload exceeds the configuration's `maximumPayloadSize`;
     ///   nothing is appended), `sequenceOutOfOrder`, `closed`, or the writer's failure (`diskFull`, `ioError`).
     public func append(_ record: JournalRecord) throws {
-        try self.core.append(record)
+        try self.core.append(record, wakeWriter: true)
     }
 
     /// Appends one record like ``append(_:)``, but leaves a sleeping writer asleep: call ``wakeWriter()`` once
@@ -106,12 +111,12 @@ public final class Journal: Sendable {
     ///
     /// - Throws: The writer's failure, or ``JournalError`` `closed`.
     public func sync(through sequence: UInt64) throws {
-        try self.core.waitSynced(through: sequence)
+        try self.core.sync(through: sequence)
     }
 
     /// The oldest sequence number still in the journal's segments (older ones were removed after a snapshot).
     public var oldestSequence: UInt64 {
-        self.core.state.withLock { $0.segments.first?.firstSequence ?? ($0.lastSequence + 1) }
+        self.core.oldestSequence
     }
 
     /// Reads up to `maxCount` records from `from` on, including records appended but not yet written.
@@ -154,6 +159,11 @@ public final class Journal: Sendable {
         try self.core.newestSnapshot()
     }
 
+    /// Records that this journal holds the state of `service`; throws if it holds another service's.
+    public func claim(service: String) throws {
+        try self.core.claim(service: service)
+    }
+
     /// Flushes and fsyncs what is buffered, stops the writer and releases the directory's lock. Idempotent.
     ///
     /// - Throws: The failure of the final write or fsync, if that is when it happened.
@@ -170,4 +180,11 @@ public struct JournalSync: Sendable {
     public var records: UInt64
     /// Bytes it made durable.
     public var bytes: Int
+
+    /// A report of one durable write (for journal backends outside this module).
+    public init(nanoseconds: UInt64, records: UInt64, bytes: Int) {
+        self.nanoseconds = nanoseconds
+        self.records = records
+        self.bytes = bytes
+    }
 }

@@ -13,6 +13,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
         private enum Base: String, Hashable, Sendable {
             case corruptRecord, sequenceGap, directoryMissing, notADirectory, directoryNotWritable, locked
             case diskFull, ioError, sequenceOutOfOrder, closed, sequenceUnavailable, corruptSnapshot, recordTooLarge
+            case fenced, database, wrongService
         }
 
         private let base: Base
@@ -45,6 +46,13 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
         /// An appended record's payload is larger than the journal accepts; nothing was appended.
         public static let recordTooLarge = Code(.recordTooLarge)
 
+        /// Another supervisor took the journal over (a newer lease epoch): this one may append nothing more.
+        public static let fenced = Code(.fenced)
+        /// A database journal's server refused or failed an operation, or could not be reached.
+        public static let database = Code(.database)
+        /// The journal holds the state of another service.
+        public static let wrongService = Code(.wrongService)
+
         /// The code's name.
         public var description: String { self.base.rawValue }
     }
@@ -67,6 +75,11 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
     public let operation: String?
     /// The full human-readable message: what, where, and what to do.
     public let message: String
+
+    /// An error with a code and a message (for journal backends outside this module).
+    public init(_ code: Code, _ message: String, sequence: UInt64? = nil) {
+        self.init(code: code, message: message, sequence: sequence)
+    }
 
     init(
         code: Code,

@@ -36,6 +36,12 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
         public var file: String
         /// Why it was rejected.
         public var reason: String
+
+        /// A rejection (for journal backends outside this module).
+        public init(file: String, reason: String) {
+            self.file = file
+            self.reason = reason
+        }
     }
 
     /// The snapshot chosen (the newest valid one).
@@ -73,7 +79,8 @@ public struct RecoveryReport: Sendable, CustomStringConvertible {
     /// Other things worth knowing (for example records no longer replayable from any valid snapshot).
     public var warnings: [String] = []
 
-    init(directory: String) {
+    /// An empty report for the journal at `directory` (a directory, or a database's address).
+    public init(directory: String) {
         self.directory = directory
     }
 

@@ -1,0 +1,94 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+import UnderstudyJournal
+
+extension PostgresJournal {
+    /// The lease as the database has it, or nil when no supervisor ever held it.
+    public func inspectLease() throws -> PostgresLeaseState? {
+        let rows = try leaseSession.query("""
+            SELECT epoch, holder, (extract(epoch FROM (expires_at - clock_timestamp())) * 1000)::bigint FROM understudy_lease WHERE id = 1
+            """).rows
+        guard let row = rows.first else { return nil }
+        let (epoch, holder, remaining) = try row.decode((Int64, String, Int64).self)
+        return PostgresLeaseState(epoch: UInt64(epoch), holder: holder, remainingMilliseconds: remaining)
+    }
+
+    /// Takes the lease if it is free, expired, or `force`d: a new epoch, valid `milliseconds` by the database's
+    /// clock. Appends are not made under it until ``activate(epoch:)``.
+    ///
+    /// - Returns: The new epoch, or nil when another supervisor holds an unexpired lease.
+    public func acquireLease(holder: String, milliseconds: Int) throws -> UInt64? {
+        let rows = try leaseSession.query("""
+            INSERT INTO understudy_lease AS l (id, epoch, holder, expires_at)
+            VALUES (1, 1, \(holder), clock_timestamp() + \(Double(milliseconds)) * interval '1 millisecond')
+            ON CONFLICT (id) DO UPDATE SET epoch = l.epoch + 1, holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+            WHERE l.expires_at < clock_timestamp()
+            RETURNING epoch
+            """).rows
+        guard let row = rows.first else { return nil }
+        return UInt64(try row.decode(Int64.self))
+    }
+
+    /// Extends the lease of `epoch` by `milliseconds` from now (the database's clock).
+    ///
+    /// - Returns: False when the epoch is no longer current (another supervisor took over).
+    public func renewLease(epoch: UInt64, milliseconds: Int) throws -> Bool {
+        let rows = try leaseSession.query("""
+            UPDATE understudy_lease SET expires_at = clock_timestamp() + \(Double(milliseconds)) * interval '1 millisecond'
+            WHERE id = 1 AND epoch = \(Int64(epoch)) RETURNING epoch
+            """).rows
+        return !rows.isEmpty
+    }
+
+    /// Ends the lease of `epoch` now, so a standby takes over at once (a clean shutdown).
+    public func releaseLease(epoch: UInt64) throws {
+        _ = try leaseSession.query("""
+            UPDATE understudy_lease SET expires_at = clock_timestamp() - interval '1 millisecond' WHERE id = 1 AND epoch = \(Int64(epoch))
+            """)
+    }
+
+    /// Listens for commits of other supervisors (`LISTEN`), reconnecting when the connection drops; after each
+    /// (re)connection the tail handlers hear the current tail, so nothing missed meanwhile is left unread.
+    func startListener() {
+        let thread = Thread { [weak self] in
+            var delay = 0.1
+            while let journal = self {
+                if journal.state.withLock({ $0.closed }) { return }
+                do {
+                    let connection = try PostgresSession.connect(journal.address, group: journal.group, name: "journal listener", logger: journal.logger)
+                    connection.addListener(channel: PostgresJournal.channel) { [weak journal] _, notification in
+                        guard let journal, let sequence = UInt64(notification.payload), sequence > 0 else { return }
+                        journal.announceTail(sequence)
+                    }
+                    _ = try connection.query("LISTEN understudy_journal", logger: journal.logger).wait()
+                    let replaced: PostgresConnection? = journal.state.withLock { s in
+                        if s.closed { return connection }
+                        let old = s.listener
+                        s.listener = connection
+                        return old
+                    }
+                    _ = replaced.map { $0.close() as EventLoopFuture<Void> }
+                    if replaced === connection { return }
+                    journal.announceTail(try journal.databaseTail())
+                    delay = 0.1
+                    let closeFuture = connection.closeFuture
+                    try? closeFuture.wait()
+                } catch {
+                    journal.logger.warning("journal listener: \(PostgresSession.describe(error)); reconnecting")
+                }
+                Thread.sleep(forTimeInterval: delay)
+                delay = min(delay * 2, 2)
+            }
+        }
+        thread.name = "understudy-pg-journal-listener"
+        thread.start()
+    }
+
+    func announceTail(_ sequence: UInt64) {
+        let handlers = state.withLock { $0.tailHandlers }
+        for h in handlers { h(sequence) }
+    }
+}
