@@ -131,6 +131,11 @@ public protocol UnderstudyService: Sendable {
     /// The client protocol: nil (the default) for the Redis protocol; an HTTP declaration makes the supervisor
     /// serve HTTP/1.1 (``UnderstudyHTTPService`` provides it).
     static var httpDeclaration: HTTPServiceDeclaration? { get }
+    /// The Redis-protocol commands the service knows, with Redis's arities (nil, the default: not declared).
+    /// The supervisor refuses a command inside MULTI that is not in the table, or has the wrong number of
+    /// arguments, while queueing it (EXEC then answers `-EXECABORT`); and it offers WATCH only to a service that
+    /// declares `watch` and handles ``InputTag/connectionCommand`` and ``InputTag/connectionTransaction``.
+    static var commandTable: CommandTable? { get }
 
     /// The state of a new, empty service.
     func makeInitialState() -> State
@@ -166,6 +171,7 @@ extension UnderstudyService {
     public static var comparisonRules: [String: ComparisonRule] { [:] }
     public static var supportsDowngrade: Bool { false }
     public static var httpDeclaration: HTTPServiceDeclaration? { nil }
+    public static var commandTable: CommandTable? { nil }
     public func migrate(from snapshot: StateSnapshot) throws -> State {
         throw MigrationError("\(Self.name) \(Self.version) cannot migrate from schema \(snapshot.schemaVersion)")
     }

@@ -28,7 +28,8 @@ public struct ServiceEngine<Service: UnderstudyService> {
         Hello(
             service: Service.name, version: Service.version, schemaVersion: Service.schemaVersion,
             minimumMigratableSchema: Service.minimumMigratableSchema, canDowngrade: Service.supportsDowngrade,
-            pid: pid, comparisonRules: Service.comparisonRules, http: Service.httpDeclaration)
+            pid: pid, comparisonRules: Service.comparisonRules, http: Service.httpDeclaration,
+            commands: Service.commandTable)
     }
 
     /// Applies one input to the live state and returns its result.

@@ -72,14 +72,19 @@ public struct Hello: Sendable, Equatable {
     /// declaration. On the wire it follows the comparison rules only when present, so a Redis-protocol worker's
     /// greeting is byte-for-byte what it was before HTTP existed.
     public var http: HTTPServiceDeclaration?
+    /// The commands a Redis-protocol service knows, with their arities; nil when it does not say (every command
+    /// is then queued inside MULTI, and WATCH is refused). On the wire it follows the HTTP declaration, only when
+    /// present, so the greeting of a service without one is byte-for-byte what it was before.
+    public var commands: CommandTable?
 
     /// Creates a greeting.
     public init(
         service: String, version: String, schemaVersion: UInt32, minimumMigratableSchema: UInt32,
         canDowngrade: Bool, protocolVersion: UInt16 = wireProtocolVersion, pid: UInt32,
-        comparisonRules: [String: ComparisonRule], http: HTTPServiceDeclaration? = nil
+        comparisonRules: [String: ComparisonRule], http: HTTPServiceDeclaration? = nil, commands: CommandTable? = nil
     ) {
         self.http = http
+        self.commands = commands
         self.service = service
         self.version = version
         self.schemaVersion = schemaVersion
@@ -133,6 +138,21 @@ public enum InputTag {
     /// that stands in for the quarantined input, and for the quarantine record itself, so that sequence numbers
     /// stay contiguous. A worker answers it with an empty reply and leaves its state unchanged.
     public static let quarantine: UInt8 = 6
+    /// A command that acts on one client connection's state in the service (WATCH, UNWATCH): the payload is a
+    /// ``ConnectionInput`` whose body is the argument list (``CommandCodec``). Sent only to services whose
+    /// ``CommandTable`` declares the command.
+    public static let connectionCommand: UInt8 = 7
+    /// The MULTI/EXEC transaction of a connection that holds WATCHed keys: the payload is a ``ConnectionInput``
+    /// whose body is the transaction (``CommandCodec/encodeTransaction(_:)``, possibly empty). The service
+    /// forgets the connection's watches and answers a null array without running anything when a watched key
+    /// changed since WATCH, else runs the commands as ``respTransaction`` does.
+    public static let connectionTransaction: UInt8 = 8
+    /// A client connection closed: the payload is a ``ConnectionInput`` with an empty body. The service drops
+    /// what it holds for the connection (its watches). Nobody reads the reply.
+    public static let connectionClosed: UInt8 = 9
+    /// A new supervisor process starts serving: no client connection of an earlier one exists any more, and the
+    /// service drops every connection's state. Empty payload; nobody reads the reply.
+    public static let connectionsReset: UInt8 = 10
 }
 
 /// The payload of a journaled ``InputTag/quarantine`` record.

@@ -92,9 +92,14 @@ extension WireMessage {
                 w.writeString(command)
                 w.write(rule.rawValue)
             }
+            // Optional sections, each a kind byte and its body, in kind order.
             if let http = h.http {
                 w.write(UInt8(1))  // the client protocol: HTTP/1.1
                 http.encode(to: &w)
+            }
+            if let commands = h.commands {
+                w.write(UInt8(2))  // the command table
+                commands.encode(to: &w)
             }
         case .helloAck(let id):
             w.write(id)
@@ -219,16 +224,23 @@ extension WireMessage {
                 rules[command] = rule
             }
             var http: HTTPServiceDeclaration?
-            if !r.isAtEnd {
+            var commands: CommandTable?
+            var lastKind: UInt8 = 0
+            while !r.isAtEnd {
                 let kind = try r.readByte()
-                guard kind == 1 else { throw DecodingError("unknown client protocol \(kind)") }
-                http = try HTTPServiceDeclaration(decoding: &r)
+                guard kind > lastKind else { throw DecodingError("greeting section \(kind) out of order") }
+                lastKind = kind
+                switch kind {
+                case 1: http = try HTTPServiceDeclaration(decoding: &r)
+                case 2: commands = try CommandTable(decoding: &r)
+                default: throw DecodingError("unknown greeting section \(kind)")
+                }
             }
             return .hello(
                 Hello(
                     service: service, version: version, schemaVersion: schema, minimumMigratableSchema: minimum,
                     canDowngrade: canDowngrade, protocolVersion: protocolVersion, pid: pid, comparisonRules: rules,
-                    http: http))
+                    http: http, commands: commands))
         case 2: return .helloAck(instanceID: try r.read(UInt32.self))
         case 3: return .apply(try r.readApplyRequest())
         case 4:
