@@ -68,7 +68,7 @@ extension KVStorage {
         let noKeys: Set<String> = [
             "ping", "echo", "quit", "select", "hello", "command", "client", "info", "config", "dbsize", "flushdb",
             "flushall", "time", "keys", "scan", "randomkey", "object", "lmpop", "zunion", "zinter", "zdiff", "zintercard",
-            "sintercard", "bitop",
+            "sintercard", "bitop", "multi", "exec", "discard", "unwatch",
         ]
         let (first, last, step): (Int64, Int64, Int64)
         if noKeys.contains(name) {
@@ -76,7 +76,7 @@ extension KVStorage {
         } else if ["mset", "msetnx"].contains(name) {
             (first, last, step) = (1, -1, 2)
         } else if ["mget", "del", "unlink", "exists", "sinter", "sunion", "sdiff", "sinterstore", "sunionstore",
-                   "sdiffstore"].contains(name) {
+                   "sdiffstore", "watch"].contains(name) {
             (first, last, step) = (1, -1, 1)
         } else if ["rename", "renamenx", "lmove", "rpoplpush", "smove", "copy", "zrangestore", "lcs"].contains(name) {
             (first, last, step) = (1, 2, 1)

@@ -28,7 +28,7 @@ public enum KVCommandTable {
         let v1: [(String, Int)] = [
             ("ping", -1), ("echo", 2), ("quit", -1), ("select", 2), ("hello", -1), ("command", -1),
             ("client", -2), ("info", -1), ("config", -2), ("dbsize", 1), ("flushdb", -1), ("flushall", -1),
-            ("time", 1),
+            ("time", 1), ("multi", 1), ("exec", 1), ("discard", 1), ("watch", -2), ("unwatch", 1),
             ("get", 2), ("set", -3), ("setnx", 3), ("setex", 4), ("psetex", 4), ("mget", -2), ("mset", -3),
             ("msetnx", -3), ("getset", 3), ("getdel", 2), ("getex", -2), ("append", 3), ("strlen", 2),
             ("getrange", 4), ("setrange", 4), ("incr", 2), ("decr", 2), ("incrby", 3), ("decrby", 3),
@@ -63,6 +63,11 @@ public enum KVCommandTable {
     public static func count(version2: Bool) -> Int {
         commands.values.filter { version2 || !$0.v2Only }.count
     }
+
+    /// The table a version declares in its greeting: every command it dispatches, with its arity.
+    public static func declared(version2: Bool) -> CommandTable {
+        CommandTable(commands.filter { version2 || !$0.value.v2Only }.mapValues(\.arity))
+    }
 }
 
 func lower(_ b: [UInt8]) -> String { String(decoding: b, as: UTF8.self).lowercased() }
@@ -80,27 +85,8 @@ func eq(_ b: [UInt8], _ s: StaticString) -> Bool {
     return true
 }
 
-/// Redis's "unknown command" error, byte for byte.
-func unknownCommand(_ args: [[UInt8]]) -> [UInt8] {
-    var out = Array("-ERR unknown command '".utf8)
-    // Redis formats with %s: every argument ends at its first NUL byte.
-    func cString(_ b: [UInt8]) -> ArraySlice<UInt8> { b.firstIndex(of: 0).map { b[..<$0] } ?? b[...] }
-    out.append(contentsOf: cString(args[0]).prefix(128))
-    out.append(contentsOf: "', with args beginning with: ".utf8)
-    var argsPart: [UInt8] = []
-    var i = 1
-    while i < args.count && argsPart.count < 128 {
-        let room = 128 - argsPart.count
-        argsPart.append(UInt8(ascii: "'"))
-        argsPart.append(contentsOf: cString(args[i]).prefix(room))
-        argsPart.append(contentsOf: "' ".utf8)
-        i += 1
-    }
-    out.append(contentsOf: argsPart)
-    for k in 1..<out.count where out[k] == 13 || out[k] == 10 { out[k] = 32 }
-    out.append(contentsOf: [13, 10])
-    return out
-}
+/// Redis's "unknown command" error, byte for byte (the same text the supervisor answers while queueing).
+func unknownCommand(_ args: [[UInt8]]) -> [UInt8] { CommandTable.unknownCommandError(args) }
 
 extension KVStorage {
     /// Executes one command and returns its RESP2 reply bytes.
@@ -113,7 +99,39 @@ extension KVStorage {
         if (spec.arity > 0 && args.count != spec.arity) || args.count < -spec.arity {
             return Reply.arity(name).bytes
         }
-        return dispatch(name, args, &env).bytes
+        let reply = dispatch(name, args, &env)
+        if !watches.keys.isEmpty { signalUnchangedModification(name, args, reply) }
+        return reply.bytes
+    }
+
+    /// Commands Redis counts as modifying their key even when the value stays the same (HSET of the same value,
+    /// INCRBY 0, LSET, a no-op LTRIM, APPEND of nothing, SETRANGE of the same bytes, EXPIRE to the same time, a
+    /// one-element rotation): the storage notices changed values, these are signalled here for WATCH.
+    mutating func signalUnchangedModification(_ name: String, _ a: [[UInt8]], _ reply: Reply) {
+        if case .error = reply { return }
+        switch name {
+        case "hset", "hmset", "hincrby", "hincrbyfloat", "incr", "decr", "incrby", "decrby", "incrbyfloat", "lset",
+            "ltrim", "append":
+            break
+        case "setrange":
+            guard !a[3].isEmpty else { return }
+        case "expire", "pexpire", "expireat", "pexpireat":
+            guard reply == .integer(1) else { return }
+        case "rpoplpush", "lmove":
+            guard a[1] == a[2], case .bulk(_?) = reply else { return }
+        default:
+            return
+        }
+        // Only a key that exists now: a missing key's LTRIM changes nothing, and a deletion was already seen.
+        guard watches.isWatched(a[1]), read(a[1]) != nil else { return }
+        signalModified(a[1])
+    }
+
+    /// Executes a MULTI/EXEC transaction's commands and returns the array of their replies.
+    public mutating func executeTransaction(_ commands: [[[UInt8]]], env: inout KVEnvironment) -> [UInt8] {
+        var out = Array("*\(commands.count)\r\n".utf8)
+        for c in commands { out.append(contentsOf: execute(c, env: &env)) }
+        return out
     }
 
     mutating func dispatch(_ name: String, _ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
@@ -122,6 +140,11 @@ extension KVStorage {
         case "ping", "echo", "quit", "select", "hello", "command", "client", "info", "config", "dbsize",
             "flushdb", "flushall", "time", "object":
             return serverCommand(name, a, &env)
+        // transactions: the supervisor's connection handler answers these; only UNWATCH can be queued inside
+        // MULTI, and by then EXEC has already forgotten the connection's watches
+        case "unwatch": return .ok
+        case "multi", "exec", "discard", "watch":
+            return .error("ERR '\(name)' is answered by the client connection, not by the service")
         // strings
         case "get": return cmdGet(a, &env)
         case "set": return cmdSet(a, &env)

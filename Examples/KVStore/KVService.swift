@@ -37,9 +37,41 @@ public enum KVServiceCore {
             guard let commands = try? CommandCodec.decodeTransaction(request.payload) else {
                 return Array("-ERR Protocol error: malformed transaction payload\r\n".utf8)
             }
-            var out = Array("*\(commands.count)\r\n".utf8)
-            for c in commands { out.append(contentsOf: state.execute(c, env: &env)) }
-            return out
+            return state.executeTransaction(commands, env: &env)
+        case InputTag.connectionCommand:
+            guard let (connection, body) = try? ConnectionInput.decode(request.payload),
+                  let args = try? CommandCodec.decode(body), let first = args.first
+            else {
+                return Array("-ERR Protocol error: malformed connection command payload\r\n".utf8)
+            }
+            switch lower(first) {
+            case "watch":
+                if args.count < 2 { return Reply.arity("watch").bytes }
+                return state.watchKeys(connection: connection, args.dropFirst(), now: env.now).bytes
+            case "unwatch":
+                if args.count != 1 { return Reply.arity("unwatch").bytes }
+                state.watches.unwatch(connection: connection)
+                return Reply.ok.bytes
+            default:
+                return Array("-ERR '\(lower(first))' is not a connection command\r\n".utf8)
+            }
+        case InputTag.connectionTransaction:
+            guard let (connection, body) = try? ConnectionInput.decode(request.payload),
+                  let commands = try? CommandCodec.decodeTransaction(body)
+            else {
+                return Array("-ERR Protocol error: malformed transaction payload\r\n".utf8)
+            }
+            // Redis's EXEC: a watched key that changed aborts with a null reply; the watches go either way.
+            guard state.execAllowed(connection: connection, now: env.now) else { return Reply.nullArray.bytes }
+            return state.executeTransaction(commands, env: &env)
+        case InputTag.connectionClosed:
+            if let (connection, _) = try? ConnectionInput.decode(request.payload) {
+                state.watches.unwatch(connection: connection)
+            }
+            return []
+        case InputTag.connectionsReset:
+            state.watches.removeAll()
+            return []
         case InputTag.tick:
             state.expireCycle(now: context.timeMillis)
             return []
@@ -123,6 +155,7 @@ public struct KVServiceV1: UnderstudyService {
     public static var version: String { "1.0.0" }
     public static var schemaVersion: UInt32 { 1 }
     public static var comparisonRules: [String: ComparisonRule] { KVServiceCore.comparisonRules }
+    public static var commandTable: CommandTable? { KVCommandTable.declared(version2: false) }
 
     /// The deliberately broken behaviour, if switched on (one of ``BrokenMode/version1Modes``).
     public let broken: BrokenMode?
@@ -158,6 +191,7 @@ public struct KVServiceV2: UnderstudyService {
         r["OBJECT"] = .exact
         return r
     }
+    public static var commandTable: CommandTable? { KVCommandTable.declared(version2: true) }
 
     /// The deliberately broken behaviour, if switched on (see ``BrokenMode``).
     public let broken: BrokenMode?
@@ -181,6 +215,8 @@ public struct KVServiceV2: UnderstudyService {
         try snapshot.decodeMap("data", into: &old.data)
         try snapshot.decodeMap("expires", into: &old.expires)
         try snapshot.decodeMap("config", into: &old.config)
+        try snapshot.decodeMap("watch.clients", into: &old.watches.clients)
+        try snapshot.decodeMap("watch.keys", into: &old.watches.keys)
         return Self.upgrade(old)
     }
 
@@ -193,6 +229,7 @@ public struct KVServiceV2: UnderstudyService {
         }
         old.expires.forEach { k, t in if old.data.peek(k) != nil { new.volatile.set(k, t) } }
         old.config.forEach { k, v in new.config.set(k, v) }
+        new.watches = old.watches
         _ = new.drainTouchedKeys()
         return new
     }
@@ -208,6 +245,7 @@ public struct KVServiceV2: UnderstudyService {
             if e.expireAt != kvNoExpiry { old.expires.set(k, e.expireAt) }
         }
         state.config.forEach { k, v in old.config.set(k, v) }
+        old.watches = state.watches
         _ = old.drainTouchedKeys()
         return old
     }

@@ -35,6 +35,8 @@ public protocol KVStorage: TrackedState {
     func accessInfo(_ key: [UInt8], now: Int64) -> (idleMillis: Int64, frequency: Int)?
     /// CONFIG SET values that differ from their defaults (map "config": parameter name → value).
     var config: TrackedMap<[UInt8]> { get set }
+    /// WATCH state (maps "watch.clients" and "watch.keys"); the write methods above keep it informed.
+    var watches: KVWatches { get set }
 }
 
 /// Version 1's state (schema 1): values in map "data", expiries (absolute ms) in map "expires".
@@ -45,6 +47,8 @@ public struct KVStateV1: KVStorage {
     public var expires = TrackedMap<Int64>(name: "expires")
     /// CONFIG SET values that differ from their defaults.
     public var config = TrackedMap<[UInt8]>(name: "config")
+    /// WATCH state.
+    public var watches = KVWatches()
 
     /// Creates an empty state.
     public init() {}
@@ -53,12 +57,16 @@ public struct KVStateV1: KVStorage {
         v.visit(data)
         v.visit(expires)
         v.visit(config)
+        v.visit(watches.clients)
+        v.visit(watches.keys)
     }
 
     public mutating func visitMaps(mutating v: inout some TrackedMapMutatingVisitor) {
         v.visit(&data)
         v.visit(&expires)
         v.visit(&config)
+        v.visit(&watches.clients)
+        v.visit(&watches.keys)
     }
 
     public mutating func read(_ key: [UInt8]) -> (value: KVValue, expireAt: Int64)? {
@@ -71,13 +79,18 @@ public struct KVStateV1: KVStorage {
     public mutating func write(_ key: [UInt8], _ value: KVValue, expireAt: Int64, now: Int64) {
         data.set(key, value)
         setExpiry(key, expireAt)
+        watches.touch(key, exists: true)
     }
 
     public mutating func setExpiry(_ key: [UInt8], _ expireAt: Int64) {
         if expireAt == kvNoExpiry {
-            if expires.peek(key) != nil { expires.remove(key) }
+            if expires.peek(key) != nil {
+                expires.remove(key)
+                watches.touch(key, exists: true)
+            }
         } else if expires.peek(key) != expireAt {
             expires.set(key, expireAt)
+            watches.touch(key, exists: true)
         }
     }
 
@@ -86,6 +99,8 @@ public struct KVStateV1: KVStorage {
         // would be copied on every change. Swapping in a placeholder leaves `value` uniquely referenced.
         var value = data.get(key)
         let existed = value != nil
+        // A watched key counts as changed when its value does (digests are O(1) for collections).
+        let before = watches.isWatched(key) ? value?.stableDigest() : nil
         if existed { data.set(key, .string([])) }
         let r = body(&value)
         if let value {
@@ -94,6 +109,9 @@ public struct KVStateV1: KVStorage {
             data.remove(key)
             if expires.peek(key) != nil { expires.remove(key) }
         }
+        if watches.isWatched(key), value != nil || existed, value?.stableDigest() != before {
+            watches.touch(key, exists: value != nil)
+        }
         return r
     }
 
@@ -101,6 +119,7 @@ public struct KVStateV1: KVStorage {
         guard data.peek(key) != nil else { return false }
         data.remove(key)
         if expires.peek(key) != nil { expires.remove(key) }
+        watches.touch(key, exists: false)
         return true
     }
 
@@ -115,6 +134,7 @@ public struct KVStateV1: KVStorage {
     }
 
     public mutating func removeAllKeys() {
+        watches.flush { data.peek($0) != nil }
         data.removeAll()
         expires.removeAll()
     }
@@ -180,6 +200,8 @@ public struct KVStateV2: KVStorage {
     public var volatile = TrackedMap<Int64>(name: "volatile")
     /// CONFIG SET values that differ from their defaults (the same map, name and values as version 1's).
     public var config = TrackedMap<[UInt8]>(name: "config")
+    /// WATCH state (the same maps, names and values as version 1's).
+    public var watches = KVWatches()
 
     /// Creates an empty state.
     public init() {}
@@ -188,12 +210,16 @@ public struct KVStateV2: KVStorage {
         v.visit(entries)
         v.visit(volatile)
         v.visit(config)
+        v.visit(watches.clients)
+        v.visit(watches.keys)
     }
 
     public mutating func visitMaps(mutating v: inout some TrackedMapMutatingVisitor) {
         v.visit(&entries)
         v.visit(&volatile)
         v.visit(&config)
+        v.visit(&watches.clients)
+        v.visit(&watches.keys)
     }
 
     /// Keeps the volatile index in step with a key's expiry.
@@ -223,18 +249,22 @@ public struct KVStateV2: KVStorage {
             }
         }
         indexExpiry(key, expireAt)
+        watches.touch(key, exists: true)
     }
 
     public mutating func setExpiry(_ key: [UInt8], _ expireAt: Int64) {
         guard let e = entries.peek(key), e.expireAt != expireAt else { return }
         entries.update(key) { $0?.expireAt = expireAt }
         indexExpiry(key, expireAt)
+        watches.touch(key, exists: true)
     }
 
     public mutating func modify<R>(_ key: [UInt8], now: Int64, _ body: (inout KVValue?) -> R) -> R {
         // See KVStateV1.modify: a placeholder entry keeps the value uniquely referenced while `body` runs.
         var entry = entries.get(key)
         var value = entry?.value
+        // A watched key counts as changed when its value does (digests are O(1) for collections).
+        let before = watches.isWatched(key) ? value?.stableDigest() : nil
         if entry != nil {
             entry!.value = .string([])
             entries.set(key, entry!)
@@ -251,6 +281,9 @@ public struct KVStateV2: KVStorage {
             entries.remove(key)
         }
         if entries.peek(key) == nil { indexExpiry(key, nil) }
+        if watches.isWatched(key), value != nil || entry != nil, value?.stableDigest() != before {
+            watches.touch(key, exists: value != nil)
+        }
         return result
     }
 
@@ -258,6 +291,7 @@ public struct KVStateV2: KVStorage {
         guard entries.peek(key) != nil else { return false }
         entries.remove(key)
         indexExpiry(key, nil)
+        watches.touch(key, exists: false)
         return true
     }
 
@@ -272,6 +306,7 @@ public struct KVStateV2: KVStorage {
     }
 
     public mutating func removeAllKeys() {
+        watches.flush { entries.peek($0) != nil }
         entries.removeAll()
         volatile.removeAll()
     }
