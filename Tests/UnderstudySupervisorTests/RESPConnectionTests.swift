@@ -18,7 +18,8 @@ final class ConnectionHarness {
     let journal: Journal
     let pipeline: RequestPipeline
 
-    init(limits: RESPLimits = RESPLimits(), handlerMaximumInputBytes: Int? = nil, access: AccessControl = .open) throws {
+    init(limits: RESPLimits = RESPLimits(), handlerMaximumInputBytes: Int? = nil, access: AccessControl = .open,
+         commandTable: CommandTable? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("resp-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let logger = Logger(label: "resp-connection-test")
@@ -30,7 +31,7 @@ final class ConnectionHarness {
             metrics: SupervisorMetrics(factory: NOOPMetricsHandler.instance), logger: logger)
         let handler = RESPConnectionHandler(
             pipeline: pipeline, clientID: 1, maximumInputBytes: handlerMaximumInputBytes ?? limits.maximumInputBytes,
-            access: access)
+            access: access, commandTable: commandTable.map { table in { table } })
         try channel.pipeline.syncOperations.addHandler(
             ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
         try channel.pipeline.syncOperations.addHandler(handler)

@@ -25,6 +25,8 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     /// The encoded size of the commands in `multiQueue` (``CommandCodec/encodedSize(_:)`` of each).
     private var multiQueueBytes = 0
     private var multiFailed = false
+    /// The primary's declared commands (nil: not declared): what MULTI queues.
+    private let commandTable: () -> CommandTable?
     private var name: [UInt8]?
     /// Who may connect and what each user may do.
     let access: AccessControl
@@ -42,14 +44,17 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     ///   - maximumInputBytes: The largest journaled input (default ``UnderstudyLimits/maxInputBytes``); a larger
     ///     command or MULTI queue is refused before it reaches the pipeline.
     ///   - access: The users (default: none required, everything allowed).
+    ///   - commandTable: The service's declared commands (default: the primary's, asked each time it is needed,
+    ///     since a swap may change the primary).
     init(
         pipeline: RequestPipeline, clientID: Int64, maximumInputBytes: Int = UnderstudyLimits.maxInputBytes,
-        access: AccessControl = .open
+        access: AccessControl = .open, commandTable: (() -> CommandTable?)? = nil
     ) {
         self.pipeline = pipeline
         self.clientID = clientID
         self.maximumInputBytes = maximumInputBytes
         self.access = access
+        self.commandTable = commandTable ?? { pipeline.primary?.hello?.commands }
         self.user = access.initialUser
         self.unrestricted = access.initialUser?.allowsEverything ?? false
     }
@@ -338,9 +343,17 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         }
     }
 
-    /// Queues a command inside MULTI, unless the transaction would exceed the largest journaled input: then the
-    /// queue is dropped and the transaction marked failed, so EXEC answers EXECABORT (as after any queueing error).
+    /// Queues a command inside MULTI. A command the service's table refuses (unknown, wrong number of arguments)
+    /// gets Redis's error and marks the transaction failed, so EXEC answers EXECABORT; so does a transaction that
+    /// would exceed the largest journaled input, whose queue is dropped.
     private func queue(_ args: [[UInt8]]) {
+        if let table = commandTable(), let refusal = table.refusal(args) {
+            multiQueue = []
+            multiQueueBytes = 0
+            multiFailed = true
+            reply(refusal)
+            return
+        }
         if !multiFailed {
             let bytes = multiQueueBytes + CommandCodec.encodedSize(args)
             let size = CommandCodec.encodedTransactionSize(commandCount: multiQueue.count + 1, commandBytes: bytes)
