@@ -99,6 +99,8 @@ final class SupervisorCore: @unchecked Sendable {
     /// The TLS client listener (SupervisorCore+TLS.swift).
     var tlsListener: (any Channel)?
     var nextClientID: Int64 = 1
+    /// Where this process's client connections begin in the journal (shared by every RESP connection).
+    let connections = ConnectionEpoch()
     /// The admin API's bearer token (nil with `--admin off`).
     let token: String?
 
@@ -219,7 +221,7 @@ final class SupervisorCore: @unchecked Sendable {
         nextClientID += 1
         let handler = RESPConnectionHandler(
             pipeline: pipeline, clientID: nextClientID, maximumInputBytes: limits.maximumInputBytes,
-            access: configuration.access)
+            access: configuration.access, connections: connections)
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle))
         try sync.addHandler(ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))

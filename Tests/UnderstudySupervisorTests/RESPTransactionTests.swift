@@ -5,12 +5,13 @@ import UnderstudyWire
 
 @testable import UnderstudySupervisor
 
-/// MULTI queueing against the service's declared command table. The harness's
+/// MULTI queueing against the service's declared command table, and WATCH's journaled inputs. The harness's
 /// pipeline has no worker: what reaches it is held (``RequestPipeline/heldCount``), unanswered.
 @Suite("RESP transactions: queue-time errors and WATCH")
 struct RESPTransactionTests {
     static let table = CommandTable([
         "get": 2, "set": -3, "ping": -1, "incr": 2, "select": 2, "client": -2,
+        "watch": -2, "unwatch": 1, "multi": 1, "exec": 1, "discard": 1,
     ])
     static let execAbort = "-EXECABORT Transaction discarded because of previous errors.\r\n"
 
@@ -56,13 +57,78 @@ struct RESPTransactionTests {
         }
     }
 
-    @Test("without a declared table every command is queued, as before")
+    @Test("without a declared table every command is queued and WATCH is refused, as before")
     func oldService() throws {
         let h = try ConnectionHarness()
         defer { try? h.close() }
+        #expect(try h.send(resp("WATCH", "k")) == "-ERR WATCH is not supported by this server\r\n")
+        #expect(try h.send(resp("UNWATCH")) == "-ERR UNWATCH is not supported by this server\r\n")
         #expect(try h.send(resp("MULTI")) == "+OK\r\n")
+        #expect(try h.send(resp("WATCH", "k")) == "-ERR WATCH inside MULTI is not allowed\r\n")
         #expect(try h.send(resp("FOO", "a")) == "+QUEUED\r\n")
         #expect(try h.send(resp("EXEC")) == "")
         #expect(h.pipeline.heldCount == 1)
+    }
+
+    @Test("WATCH, UNWATCH, DISCARD, EXEC and a disconnect of a watching connection are journaled; the rest is not")
+    func watchInputs() throws {
+        let h = try ConnectionHarness(commandTable: Self.table)
+        defer { try? h.close() }
+        // Answered here, journaling nothing: wrong arities, UNWATCH with nothing watched, WATCH inside MULTI.
+        #expect(try h.send(resp("WATCH")) == "-ERR wrong number of arguments for 'watch' command\r\n")
+        #expect(try h.send(resp("UNWATCH", "x")) == "-ERR wrong number of arguments for 'unwatch' command\r\n")
+        #expect(try h.send(resp("UNWATCH")) == "+OK\r\n")
+        #expect(try h.send(resp("MULTI")) == "+OK\r\n")
+        #expect(try h.send(resp("WATCH", "k")) == "-ERR WATCH inside MULTI is not allowed\r\n")
+        #expect(try h.send(resp("DISCARD")) == "+OK\r\n")
+        #expect(h.pipeline.heldCount == 0)
+
+        // The first connection-scoped input of the process is preceded by the reset; later ones are not.
+        #expect(try h.send(resp("WATCH", "k", "j")) == "")
+        #expect(h.pipeline.heldCount == 2)
+        #expect(try h.send(resp("WATCH", "m")) == "")
+        #expect(h.pipeline.heldCount == 3)
+        // EXEC of the watching connection (an UNWATCH queued inside is just a command).
+        #expect(try h.send(resp("MULTI")) == "")
+        #expect(try h.send(resp("UNWATCH")) == "")
+        #expect(try h.send(resp("EXEC")) == "")
+        #expect(h.pipeline.heldCount == 4)
+        // EXEC without MULTI keeps the watches (nothing journaled); DISCARD ends them.
+        #expect(try h.send(resp("WATCH", "k")) == "")
+        #expect(try h.send(resp("EXEC")) == "")
+        #expect(try h.send(resp("MULTI")) == "")
+        #expect(try h.send(resp("DISCARD")) == "")
+        #expect(h.pipeline.heldCount == 6)
+        // An aborted EXEC ends them too; UNWATCH as well.
+        #expect(try h.send(resp("WATCH", "k")) == "")
+        #expect(try h.send(resp("MULTI")) == "")
+        #expect(try h.send(resp("NOPE")) == "")
+        #expect(try h.send(resp("EXEC")) == "")
+        #expect(h.pipeline.heldCount == 8)
+        #expect(try h.send(resp("WATCH", "k")) == "")
+        #expect(try h.send(resp("UNWATCH")) == "")
+        #expect(try h.send(resp("UNWATCH")) == "")
+        #expect(h.pipeline.heldCount == 10)
+        // A watching connection's close is journaled; an idle one's is not.
+        #expect(try h.send(resp("WATCH", "k")) == "")
+        #expect(h.pipeline.heldCount == 11)
+        h.channel.pipeline.fireChannelInactive()
+        #expect(h.pipeline.heldCount == 12)
+        h.channel.pipeline.fireChannelInactive()
+        #expect(h.pipeline.heldCount == 12)
+    }
+
+    @Test("connections of one process share the reset: it is journaled once")
+    func sharedEpoch() throws {
+        let epoch = ConnectionEpoch()
+        let a = try ConnectionHarness(commandTable: Self.table, connections: epoch)
+        defer { try? a.close() }
+        #expect(try a.send(resp("WATCH", "k")) == "")
+        #expect(a.pipeline.heldCount == 2)
+        // Another connection (its own pipeline here) of the same process: no second reset.
+        let b = try ConnectionHarness(commandTable: Self.table, connections: epoch)
+        defer { try? b.close() }
+        #expect(try b.send(resp("WATCH", "k")) == "")
+        #expect(b.pipeline.heldCount == 1)
     }
 }

@@ -25,8 +25,13 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     /// The encoded size of the commands in `multiQueue` (``CommandCodec/encodedSize(_:)`` of each).
     private var multiQueueBytes = 0
     private var multiFailed = false
-    /// The primary's declared commands (nil: not declared): what MULTI queues.
+    /// The connection has journaled a WATCH that no EXEC, DISCARD or UNWATCH has cleared yet: the service holds
+    /// watches for it, so its EXEC, DISCARD, UNWATCH and disconnect are journaled too.
+    private var watching = false
+    /// The primary's declared commands (nil: not declared): what MULTI queues, and whether WATCH is offered.
     private let commandTable: () -> CommandTable?
+    /// Where this supervisor process's connections begin in the journal (shared by all its connections).
+    private let connections: ConnectionEpoch
     private var name: [UInt8]?
     /// Who may connect and what each user may do.
     let access: AccessControl
@@ -44,16 +49,20 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     ///   - maximumInputBytes: The largest journaled input (default ``UnderstudyLimits/maxInputBytes``); a larger
     ///     command or MULTI queue is refused before it reaches the pipeline.
     ///   - access: The users (default: none required, everything allowed).
+    ///   - connections: Where this supervisor process's connections begin in the journal, shared by all of them
+    ///     (default: one of the handler's own).
     ///   - commandTable: The service's declared commands (default: the primary's, asked each time it is needed,
     ///     since a swap may change the primary).
     init(
         pipeline: RequestPipeline, clientID: Int64, maximumInputBytes: Int = UnderstudyLimits.maxInputBytes,
-        access: AccessControl = .open, commandTable: (() -> CommandTable?)? = nil
+        access: AccessControl = .open, connections: ConnectionEpoch? = nil,
+        commandTable: (() -> CommandTable?)? = nil
     ) {
         self.pipeline = pipeline
         self.clientID = clientID
         self.maximumInputBytes = maximumInputBytes
         self.access = access
+        self.connections = connections ?? ConnectionEpoch()
         self.commandTable = commandTable ?? { pipeline.primary?.hello?.commands }
         self.user = access.initialUser
         self.unrestricted = access.initialUser?.allowsEverything ?? false
@@ -84,6 +93,16 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The service forgets the connection's watches (bounded state); nobody reads the reply.
+        if watching {
+            watching = false
+            connections.begin(pipeline)
+            pipeline.submit(tag: InputTag.connectionClosed, payload: ConnectionInput.encode(connection: clientID), sink: nil)
+        }
+        context.fireChannelInactive()
     }
 
     private static func upper(_ bytes: [UInt8]) -> String {
@@ -152,7 +171,8 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
                 inMulti = false
                 multiQueue = []
                 multiQueueBytes = 0
-                reply(RESPValue.ok)
+                // DISCARD forgets the watches too (the service answers the UNWATCH with the same +OK).
+                if watching { unwatch(answering: nil) } else { reply(RESPValue.ok) }
             } else {
                 reply(RESPValue.errorBytes("ERR DISCARD without MULTI"))
             }
@@ -167,20 +187,51 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             multiQueue = []
             multiQueueBytes = 0
             if multiFailed {
-                reply(RESPValue.errorBytes("EXECABORT Transaction discarded because of previous errors."))
+                let abort = RESPValue.errorBytes("EXECABORT Transaction discarded because of previous errors.")
+                if watching { unwatch(answering: abort) } else { reply(abort) }
+            } else if watching {
+                // The service decides from its journaled watches: the replies, or a null array.
+                watching = false
+                connections.begin(pipeline)
+                remote(
+                    tag: InputTag.connectionTransaction,
+                    payload: ConnectionInput.encode(connection: clientID, body: CommandCodec.encodeTransaction(queued)))
             } else if queued.isEmpty {
                 reply(Array("*0\r\n".utf8))
             } else {
                 remote(tag: InputTag.respTransaction, payload: CommandCodec.encodeTransaction(queued))
             }
             return
-        case "WATCH", "UNWATCH":
-            if inMulti && command == "WATCH" {
+        case "WATCH":
+            if inMulti {
                 reply(RESPValue.errorBytes("ERR WATCH inside MULTI is not allowed"))
+            } else if commandTable()?.supportsWatch != true {
+                reply(RESPValue.errorBytes("ERR WATCH is not supported by this server"))
+            } else if args.count < 2 {
+                reply(CommandTable.arityError("watch"))
             } else {
-                reply(RESPValue.errorBytes("ERR \(command) is not supported by this server"))
+                watching = true
+                connections.begin(pipeline)
+                remote(tag: InputTag.connectionCommand,
+                       payload: ConnectionInput.encode(connection: clientID, body: CommandCodec.encode(args)))
             }
             return
+        case "UNWATCH":
+            if commandTable()?.supportsWatch != true {
+                reply(RESPValue.errorBytes("ERR UNWATCH is not supported by this server"))
+                return
+            }
+            // Inside MULTI it is queued like any command (and answers +OK in EXEC's reply).
+            if !inMulti {
+                if args.count != 1 {
+                    reply(CommandTable.arityError("unwatch"))
+                } else if watching {
+                    unwatch(answering: nil)
+                } else {
+                    reply(RESPValue.ok)
+                }
+                return
+            }
         case "SELECT" where !inMulti:
             guard args.count == 2 else {
                 reply(RESPValue.errorBytes("ERR wrong number of arguments for 'select' command"))
@@ -343,6 +394,16 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         }
     }
 
+    /// Journals the end of the connection's watches (UNWATCH, and DISCARD or an aborted EXEC, which end them as
+    /// well). The service answers +OK; `answer`, when given, is sent instead.
+    private func unwatch(answering answer: [UInt8]?) {
+        watching = false
+        connections.begin(pipeline)
+        remote(tag: InputTag.connectionCommand,
+               payload: ConnectionInput.encode(connection: clientID, body: CommandCodec.encode([Array("UNWATCH".utf8)])),
+               answering: answer)
+    }
+
     /// Queues a command inside MULTI. A command the service's table refuses (unknown, wrong number of arguments)
     /// gets Redis's error and marks the transaction failed, so EXEC answers EXECABORT; so does a transaction that
     /// would exceed the largest journaled input, whose queue is dropped.
@@ -357,6 +418,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         if !multiFailed {
             let bytes = multiQueueBytes + CommandCodec.encodedSize(args)
             let size = CommandCodec.encodedTransactionSize(commandCount: multiQueue.count + 1, commandBytes: bytes)
+                + (watching ? ConnectionInput.headerSize : 0)
             guard size <= maximumInputBytes else {
                 multiQueue = []
                 multiQueueBytes = 0
@@ -378,7 +440,8 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         writeReady()
     }
 
-    private func remote(tag: UInt8, payload: [UInt8]) {
+    /// Sends an input through the pipeline; its reply (or `answer`, when given) takes the next reply slot.
+    private func remote(tag: UInt8, payload: [UInt8], answering answer: [UInt8]? = nil) {
         // The decoder and the MULTI queue already keep inputs within the limit; this keeps the journal's promise
         // whatever decoder limits the handler was paired with.
         guard payload.count <= maximumInputBytes else {
@@ -391,7 +454,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         // A strong reference: the pipeline drops the sink once it has answered, and a closed connection's
         // handler only lives until its outstanding requests are answered (no weak-reference cost per request).
         pipeline.submit(tag: tag, payload: payload) { bytes in
-            self.complete(slot, bytes)
+            self.complete(slot, answer ?? bytes)
         }
     }
 

@@ -21,7 +21,12 @@ final class CommandClassifier: @unchecked Sendable {
             if names.count < 1024 { names[name] = upper }
             return upper
         case InputTag.http: return httpRoutes.classify(payload)
-        case InputTag.respTransaction: return "EXEC"
+        case InputTag.respTransaction, InputTag.connectionTransaction: return "EXEC"
+        case InputTag.connectionCommand:
+            guard let (_, body) = try? ConnectionInput.decode(payload) else { return "?" }
+            return classify(tag: InputTag.resp, payload: body)
+        case InputTag.connectionClosed: return "DISCONNECT"
+        case InputTag.connectionsReset: return "CONNECTIONS-RESET"
         case InputTag.tick: return "TICK"
         case InputTag.checkpoint: return "CHECKPOINT"
         case InputTag.quarantine: return "QUARANTINE"

@@ -111,6 +111,16 @@ final class Comparator: @unchecked Sendable {
         case InputTag.respTransaction:
             guard let cmds = try? CommandCodec.decodeTransaction(payload) else { return "<undecodable>" }
             return String(("MULTI; " + cmds.map { $0.map { String(decoding: $0, as: UTF8.self) }.joined(separator: " ") }.joined(separator: "; ") + "; EXEC").prefix(limit))
+        case InputTag.connectionCommand, InputTag.connectionTransaction, InputTag.connectionClosed:
+            guard let (connection, body) = try? ConnectionInput.decode(payload) else { return "<undecodable>" }
+            let inner: String
+            switch tag {
+            case InputTag.connectionCommand: inner = render(tag: InputTag.resp, payload: body, limit: limit)
+            case InputTag.connectionTransaction: inner = render(tag: InputTag.respTransaction, payload: body, limit: limit)
+            default: inner = "disconnect"
+            }
+            return String("[connection \(connection)] \(inner)".prefix(limit))
+        case InputTag.connectionsReset: return "CONNECTIONS-RESET"
         case InputTag.tick: return "TICK"
         case InputTag.http: return HTTPReplyComparison.render(payload, limit: limit)
         default: return "tag \(tag), \(payload.count) bytes"
