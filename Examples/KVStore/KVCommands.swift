@@ -64,9 +64,22 @@ public enum KVCommandTable {
         commands.values.filter { version2 || !$0.v2Only }.count
     }
 
-    /// The table a version declares in its greeting: every command it dispatches, with its arity.
+    /// The subcommands the commands with subcommands dispatch (Redis's arities), by `command|subcommand`.
+    public static let subcommands: [String: (arity: Int, v2Only: Bool)] = {
+        var t: [String: (Int, Bool)] = [:]
+        for (n, a) in [
+            ("config|get", -3), ("config|set", -4), ("config|resetstat", 2), ("client|setname", 3),
+            ("client|getname", 2), ("client|id", 2), ("client|info", 2), ("command|count", 2), ("command|info", -2),
+            ("command|docs", -2), ("command|list", -2),
+        ] { t[n] = (a, false) }
+        for (n, a) in [("object|encoding", 3), ("object|freq", 3), ("object|idletime", 3), ("object|refcount", 3),
+                       ("object|help", 2)] { t[n] = (a, true) }
+        return t
+    }()
+
+    /// The table a version declares in its greeting: every command and subcommand it dispatches, with its arity.
     public static func declared(version2: Bool) -> CommandTable {
-        CommandTable(commands.filter { version2 || !$0.value.v2Only }.mapValues(\.arity))
+        CommandTable(commands.merging(subcommands) { a, _ in a }.filter { version2 || !$0.value.v2Only }.mapValues(\.arity))
     }
 }
 

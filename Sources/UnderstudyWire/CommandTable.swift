@@ -6,15 +6,25 @@
 /// the transaction's EXEC answers `-EXECABORT`, as Redis does. A service without a table has every command queued.
 public struct CommandTable: Sendable, Equatable {
     /// Lower-case command name → arity: `n > 0` exactly `n` arguments counting the name, `n < 0` at least `-n`.
-    public var arities: [String: Int]
+    /// A subcommand is named as Redis names it, `command|subcommand` (`config|get`); a command with subcommands
+    /// in the table takes only those (the command alone is checked against its own arity).
+    public private(set) var arities: [String: Int]
+    /// The commands that have subcommands in the table.
+    private var containers: Set<String>
 
     /// Creates a table.
-    /// - Parameter arities: command name (any case; stored lower-case) → arity in Redis's convention.
+    /// - Parameter arities: command name (any case; stored lower-case), or `command|subcommand`, → arity in
+    ///   Redis's convention.
     public init(_ arities: [String: Int]) {
         var table: [String: Int] = [:]
         table.reserveCapacity(arities.count)
         for (name, arity) in arities { table[name.lowercased()] = arity }
         self.arities = table
+        self.containers = Self.containers(of: table)
+    }
+
+    private static func containers(of table: [String: Int]) -> Set<String> {
+        Set(table.keys.compactMap { name in name.firstIndex(of: "|").map { String(name[..<$0]) } })
     }
 
     /// The arity of a command (any case), or nil when the table does not have it.
@@ -25,19 +35,42 @@ public struct CommandTable: Sendable, Equatable {
     /// ``InputTag/connectionTransaction`` inputs.
     public var supportsWatch: Bool { arities["watch"] != nil }
 
-    /// Redis's error reply for a command this table refuses before running it — unknown, or the wrong number of
-    /// arguments — or nil when the command may run.
-    /// - Parameter arguments: The command's arguments, the name first (must not be empty).
+    /// Redis's error reply for a command this table refuses before running it — unknown, an unknown subcommand,
+    /// or the wrong number of arguments — or nil when the command may run.
+    /// - Parameter arguments: The command's arguments, the name first.
     /// - Returns: The error reply's bytes (`-ERR …\r\n`), or nil.
     public func refusal(_ arguments: [[UInt8]]) -> [UInt8]? {
         guard let first = arguments.first else { return Self.unknownCommandError(arguments) }
-        let name = String(decoding: first, as: UTF8.self).lowercased()
-        guard let arity = arities[name] else { return Self.unknownCommandError(arguments) }
+        var name = String(decoding: first, as: UTF8.self).lowercased()
+        guard var arity = arities[name] else { return Self.unknownCommandError(arguments) }
+        if arguments.count > 1 && containers.contains(name) {
+            let full = name + "|" + String(decoding: arguments[1], as: UTF8.self).lowercased()
+            guard let subArity = arities[full] else { return Self.unknownSubcommandError(arguments) }
+            name = full
+            arity = subArity
+        }
         if (arity > 0 && arguments.count != arity) || arguments.count < -arity {
             return Self.arityError(name)
         }
         return nil
     }
+
+    /// Redis's "unknown subcommand" error line: `'SUB'. Try COMMAND HELP.` (the subcommand up to its first NUL
+    /// byte and at most 128 bytes, the command upper-cased, CR and LF turned into spaces).
+    /// - Parameter arguments: The command's arguments: the name, the subcommand, the rest.
+    public static func unknownSubcommandError(_ arguments: [[UInt8]]) -> [UInt8] {
+        var out = Array("-ERR unknown subcommand '".utf8)
+        if arguments.count > 1 { out.append(contentsOf: cString(arguments[1]).prefix(128)) }
+        out.append(contentsOf: "'. Try ".utf8)
+        if let name = arguments.first { out.append(contentsOf: String(decoding: cString(name), as: UTF8.self).uppercased().utf8) }
+        out.append(contentsOf: " HELP.".utf8)
+        for k in 1..<out.count where out[k] == 13 || out[k] == 10 { out[k] = 32 }
+        out.append(contentsOf: [13, 10])
+        return out
+    }
+
+    /// An argument as Redis prints it with `%s`: up to its first NUL byte.
+    private static func cString(_ b: [UInt8]) -> ArraySlice<UInt8> { b.firstIndex(of: 0).map { b[..<$0] } ?? b[...] }
 
     /// Redis's "wrong number of arguments" error line for a command.
     /// - Parameter name: The command's lower-case name (as Redis prints it).
@@ -51,7 +84,6 @@ public struct CommandTable: Sendable, Equatable {
     public static func unknownCommandError(_ arguments: [[UInt8]]) -> [UInt8] {
         var out = Array("-ERR unknown command '".utf8)
         // Redis formats with %s: every argument ends at its first NUL byte.
-        func cString(_ b: [UInt8]) -> ArraySlice<UInt8> { b.firstIndex(of: 0).map { b[..<$0] } ?? b[...] }
         if let name = arguments.first { out.append(contentsOf: cString(name).prefix(128)) }
         out.append(contentsOf: "', with args beginning with: ".utf8)
         var argsPart: [UInt8] = []
@@ -94,6 +126,7 @@ public struct CommandTable: Sendable, Equatable {
             table[name.lowercased()] = a
         }
         self.arities = table
+        self.containers = Self.containers(of: table)
     }
 }
 

@@ -324,14 +324,17 @@ struct WatchTests {
         #expect(t1.supportsWatch && t2.supportsWatch)
         #expect(t1.arity(of: "copy") == nil && t2.arity(of: "copy") == -3)
         #expect(t1.arity(of: "get") == 2 && t1.arity(of: "set") == -3 && t1.arity(of: "watch") == -2)
-        #expect(t2.arities.count == KVCommandTable.count(version2: true))
-        // Every declared command is dispatched: none answers "unknown command".
+        #expect(t2.arities.count == KVCommandTable.count(version2: true) + KVCommandTable.subcommands.count)
+        #expect(t1.arity(of: "config|get") == -3 && t1.arity(of: "object|freq") == nil)
+        // Every declared command and subcommand is dispatched: none answers "unknown command" or "subcommand".
         var state = KVStateV2()
         var context = RequestContext(sequence: 1, timeMillis: 1_800_000_000_000, seed: 1)
-        for (name, arity) in t2.arities {
-            let args = [name] + Array(repeating: "x", count: abs(arity) - 1)
-            let reply = KVServiceCore.handle(.command(args), state: &state, context: &context, version2: true, broken: nil)
-            #expect(!String(decoding: reply, as: UTF8.self).hasPrefix("-ERR unknown command"), "\(name)")
+        for (name, arity) in t2.arities where !t2.arities.keys.contains(where: { $0.hasPrefix(name + "|") }) {
+            let args = name.split(separator: "|").map(String.init)
+            let full = args + Array(repeating: "x", count: max(0, abs(arity) - args.count))
+            let reply = KVServiceCore.handle(.command(full), state: &state, context: &context, version2: true, broken: nil)
+            #expect(!String(decoding: reply, as: UTF8.self).hasPrefix("-ERR unknown"), "\(name): \(String(decoding: reply, as: UTF8.self))")
+            #expect(t2.refusal(full.map { Array($0.utf8) }) == nil, "\(name)")
         }
     }
 }

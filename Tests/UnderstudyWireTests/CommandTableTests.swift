@@ -28,6 +28,26 @@ struct CommandTableTests {
         #expect(t.arity(of: "SET") == -3)
     }
 
+    @Test("subcommands are checked as Redis checks them while queueing")
+    func subcommands() {
+        let t = CommandTable(["config": -2, "config|get": -3, "config|resetstat": 2, "command": -1, "command|count": 2])
+        #expect(t.refusal(Self.args("config", "get", "maxmemory")) == nil)
+        #expect(t.refusal(Self.args("CONFIG", "GET", "a", "b")) == nil)
+        #expect(t.refusal(Self.args("config", "resetstat")) == nil)
+        #expect(t.refusal(Self.args("command")) == nil)
+        #expect(t.refusal(Self.args("command", "count")) == nil)
+        #expect(t.refusal(Self.args("CONFIG")) == Array("-ERR wrong number of arguments for 'config' command\r\n".utf8))
+        #expect(t.refusal(Self.args("config", "GET")) == Array("-ERR wrong number of arguments for 'config|get' command\r\n".utf8))
+        #expect(t.refusal(Self.args("cOnFiG", "bogus", "x"))
+            == Array("-ERR unknown subcommand 'bogus'. Try CONFIG HELP.\r\n".utf8))
+        #expect(t.refusal([Array("config".utf8), Array("a\u{0}b".utf8)])
+            == Array("-ERR unknown subcommand 'a'. Try CONFIG HELP.\r\n".utf8))
+        #expect(t.refusal([Array("config".utf8), Array("b\r\nx".utf8)])
+            == Array("-ERR unknown subcommand 'b  x'. Try CONFIG HELP.\r\n".utf8))
+        #expect(t.refusal(Self.args("command", "count", "x"))
+            == Array("-ERR wrong number of arguments for 'command|count' command\r\n".utf8))
+    }
+
     @Test("a hello with a command table round-trips; one without keeps its old bytes, with or without HTTP")
     func helloRoundTrip() throws {
         var h = Hello(service: "s", version: "1", schemaVersion: 1, minimumMigratableSchema: 1, canDowngrade: false,
