@@ -19,7 +19,8 @@ final class ConnectionHarness {
     let pipeline: RequestPipeline
 
     init(limits: RESPLimits = RESPLimits(), handlerMaximumInputBytes: Int? = nil, access: AccessControl = .open,
-         commandTable: CommandTable? = nil, connections: ConnectionEpoch = ConnectionEpoch()) throws {
+         commandTable: CommandTable? = nil, connections: ConnectionEpoch = ConnectionEpoch(),
+         commandTables: (() -> CommandTable?)? = nil) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("resp-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let logger = Logger(label: "resp-connection-test")
@@ -31,7 +32,8 @@ final class ConnectionHarness {
             metrics: SupervisorMetrics(factory: NOOPMetricsHandler.instance), logger: logger)
         let handler = RESPConnectionHandler(
             pipeline: pipeline, clientID: 1, maximumInputBytes: handlerMaximumInputBytes ?? limits.maximumInputBytes,
-            access: access, connections: connections, commandTable: commandTable.map { table in { table } })
+            access: access, connections: connections,
+            commandTable: commandTables ?? commandTable.map { table in { table } })
         try channel.pipeline.syncOperations.addHandler(
             ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
         try channel.pipeline.syncOperations.addHandler(handler)

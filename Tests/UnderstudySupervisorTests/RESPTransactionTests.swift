@@ -118,6 +118,23 @@ struct RESPTransactionTests {
         #expect(h.pipeline.heldCount == 12)
     }
 
+    @Test("while there is no primary, the last table seen still decides (WATCH is not refused meanwhile)")
+    func noPrimaryForAMoment() throws {
+        final class Source { var table: CommandTable? = RESPTransactionTests.table }
+        let source = Source()
+        let h = try ConnectionHarness(commandTables: { source.table })
+        defer { try? h.close() }
+        #expect(try h.send(resp("MULTI")) == "+OK\r\n")
+        #expect(try h.send(resp("NOPE")) == "-ERR unknown command 'NOPE', with args beginning with: \r\n")
+        #expect(try h.send(resp("EXEC")) == Self.execAbort)
+        source.table = nil
+        #expect(try h.send(resp("MULTI")) == "+OK\r\n")
+        #expect(try h.send(resp("NOPE")) == "-ERR unknown command 'NOPE', with args beginning with: \r\n")
+        #expect(try h.send(resp("DISCARD")) == "+OK\r\n")
+        #expect(try h.send(resp("WATCH", "k")) == "")
+        #expect(h.pipeline.heldCount == 2)
+    }
+
     @Test("connections of one process share the reset: it is journaled once")
     func sharedEpoch() throws {
         let epoch = ConnectionEpoch()

@@ -1,6 +1,7 @@
 import UnderstudyWire
 
-/// Marks in the journal where this supervisor process's client connections begin.
+/// Marks in the journal where this supervisor process's client connections begin, and remembers the service's
+/// last declared command table for them.
 ///
 /// Connection ids restart with every supervisor process, while the state a service keeps for connections
 /// (their WATCHes) lives on in snapshots and the journal. Before the first connection-scoped input of a process,
@@ -11,6 +12,8 @@ import UnderstudyWire
 /// Confined to the core event loop, like the connection handlers that share it.
 final class ConnectionEpoch {
     private var begun = false
+    /// The command table of the last primary a connection asked about (kept for the moments without a primary).
+    var lastCommands: CommandTable?
 
     /// Creates the marker of one supervisor process (or of one test's connection).
     init() {}

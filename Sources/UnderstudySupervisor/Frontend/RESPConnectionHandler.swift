@@ -205,7 +205,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         case "WATCH":
             if inMulti {
                 reply(RESPValue.errorBytes("ERR WATCH inside MULTI is not allowed"))
-            } else if commandTable()?.supportsWatch != true {
+            } else if serviceCommands()?.supportsWatch != true {
                 reply(RESPValue.errorBytes("ERR WATCH is not supported by this server"))
             } else if args.count < 2 {
                 reply(CommandTable.arityError("watch"))
@@ -217,7 +217,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             }
             return
         case "UNWATCH":
-            if commandTable()?.supportsWatch != true {
+            if serviceCommands()?.supportsWatch != true {
                 reply(RESPValue.errorBytes("ERR UNWATCH is not supported by this server"))
                 return
             }
@@ -394,6 +394,16 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         }
     }
 
+    /// The primary's command table; while there is no primary (a restart after a death with no standby), the last
+    /// one seen by any connection of this process, so WATCH is not refused in the meantime.
+    private func serviceCommands() -> CommandTable? {
+        if let table = commandTable() {
+            connections.lastCommands = table
+            return table
+        }
+        return connections.lastCommands
+    }
+
     /// Journals the end of the connection's watches (UNWATCH, and DISCARD or an aborted EXEC, which end them as
     /// well). The service answers +OK; `answer`, when given, is sent instead.
     private func unwatch(answering answer: [UInt8]?) {
@@ -408,7 +418,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     /// gets Redis's error and marks the transaction failed, so EXEC answers EXECABORT; so does a transaction that
     /// would exceed the largest journaled input, whose queue is dropped.
     private func queue(_ args: [[UInt8]]) {
-        if let table = commandTable(), let refusal = table.refusal(args) {
+        if let table = serviceCommands(), let refusal = table.refusal(args) {
             multiQueue = []
             multiQueueBytes = 0
             multiFailed = true
