@@ -92,6 +92,7 @@ let package = Package(
             name: "understudy",
             dependencies: [
                 "UnderstudySupervisor",
+                "UnderstudyJournalPostgres",
                 "UnderstudyPrediction",
                 "UnderstudyJournal",
                 "UnderstudyKit",

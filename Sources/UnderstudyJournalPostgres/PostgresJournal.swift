@@ -38,6 +38,13 @@ public struct PostgresLeaseState: Sendable, Equatable {
     public var holder: String
     /// Milliseconds until it expires by the database's clock (negative: expired that long ago).
     public var remainingMilliseconds: Int64
+
+    /// A lease state.
+    public init(epoch: UInt64, holder: String, remainingMilliseconds: Int64) {
+        self.epoch = epoch
+        self.holder = holder
+        self.remainingMilliseconds = remainingMilliseconds
+    }
 }
 
 /// A journal kept in PostgreSQL: records, chunked snapshots and the lease of the active supervisor.

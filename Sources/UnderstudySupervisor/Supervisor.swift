@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import UnderstudyJournal
+import UnderstudyJournalPostgres
 import UnderstudyWire
 
 /// A host and port to listen on.
@@ -108,6 +109,13 @@ public struct SupervisorConfiguration: Sendable {
     public var access = AccessControl.open
     /// Refuse to listen beyond loopback while no authentication is required (`--protected-mode no` turns it off).
     public var protectedMode = true
+    /// The journal in PostgreSQL (`--journal postgres://…`); nil: segment files under the data directory.
+    public var postgresJournal: PostgresJournalAddress?
+    /// Start as a standby of the supervisor holding the PostgreSQL journal's lease (`--standby`).
+    public var standby = false
+    /// The lease's length in milliseconds (`--lease-ms`): how long after an active supervisor stops renewing
+    /// a standby takes over.
+    public var leaseMillis = 2000
 
     /// Creates a configuration for a service binary.
     public init(servicePath: String) { self.servicePath = servicePath }
@@ -132,6 +140,12 @@ public struct SupervisorConfiguration: Sendable {
                 refusing to serve the admin API on \(admin), which is not a loopback address; use 127.0.0.1 or ::1, \
                 pass --allow-remote-admin to serve it there anyway, or --admin off
                 """)
+        }
+        if standby && postgresJournal == nil {
+            throw SupervisorError(.rejected, "--standby needs a shared journal: --journal postgres://USER@HOST:PORT/DATABASE")
+        }
+        if leaseMillis < 100 {
+            throw SupervisorError(.rejected, "--lease-ms must be at least 100")
         }
         if !plainText && tls == nil {
             throw SupervisorError(.rejected, "--listen off needs --tls-port: the service would have no client listener")
@@ -214,51 +228,153 @@ public final class Supervisor: Service, Sendable {
     }
 
     /// Runs until graceful shutdown (SIGTERM/SIGINT through the service group), then drains and snapshots.
+    ///
+    /// With a PostgreSQL journal the supervisor is active (it took the lease) or a standby (`--standby`); an
+    /// active that is taken over carries on as a standby, on the same addresses.
     public func run() async throws {
         try configuration.validate()
         threadPool.start()
+        let loop = group.next()
         let dataDirectory = configuration.dataDirectory
         do {
-            try FileManager.default.createDirectory(atPath: dataDirectory + "/journal", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
         } catch {
             throw SupervisorError(.journal, "cannot create the data directory \(dataDirectory): \(error)")
         }
         let journal: Journal
+        var postgres: PostgresJournal?
         do {
-            journal = try Journal.open(
-                directory: dataDirectory + "/journal",
-                configuration: JournalConfiguration(
-                    fsync: configuration.pipeline.fsync, segmentSize: configuration.segmentSize,
-                    truncateCorruption: configuration.truncateCorruption),
-                logger: logger)
+            if let address = configuration.postgresJournal {
+                let configuration = PostgresJournalConfiguration(fsync: configuration.pipeline.fsync)
+                let logger = self.logger
+                let opened = try await threadPool.runIfActive(eventLoop: loop) {
+                    try PostgresJournal.open(address: address, configuration: configuration, logger: logger)
+                }.get()
+                postgres = opened
+                journal = Journal(backend: opened)
+            } else {
+                try FileManager.default.createDirectory(atPath: dataDirectory + "/journal", withIntermediateDirectories: true)
+                journal = try Journal.open(
+                    directory: dataDirectory + "/journal",
+                    configuration: JournalConfiguration(
+                        fsync: configuration.pipeline.fsync, segmentSize: configuration.segmentSize,
+                        truncateCorruption: configuration.truncateCorruption),
+                    logger: logger)
+            }
         } catch {
-            throw SupervisorError(.journal, "cannot open the journal in \(dataDirectory)/journal: \(error)")
+            try? await threadPool.shutdownGracefully()
+            let place = configuration.postgresJournal.map(\.description) ?? "\(dataDirectory)/journal"
+            throw SupervisorError(.journal, "cannot open the journal at \(place): \(error)")
         }
         logger.info("journal opened", metadata: ["understudy.recovery": "\(journal.recoveryReport)"])
         defer { try? journal.close() }
 
-        let loop = group.next()
-        let core = try await loop.submit {
-            try SupervisorCore(
-                loop: loop, journal: journal, configuration: self.configuration, threadPool: self.threadPool,
-                logger: self.logger)
-        }.get()
-        do {
-            try await loop.flatSubmit { core.start() }.get()
-        } catch {
+        var setup: ReplicationSetup?
+        if let postgres {
+            do {
+                setup = try await firstRole(postgres, loop: loop)
+            } catch {
+                try? await threadPool.shutdownGracefully()
+                throw error
+            }
+        }
+        var configuration = self.configuration
+        var announced = false
+        while true {
+            let round = configuration
+            let roundSetup = setup
+            let core = try await loop.submit {
+                try SupervisorCore(
+                    loop: loop, journal: journal, configuration: round, threadPool: self.threadPool, logger: self.logger,
+                    replication: roundSetup)
+            }.get()
+            do {
+                try await loop.flatSubmit { core.start() }.get()
+            } catch {
+                _ = try? await loop.flatSubmit { core.stop() }.get()
+                try? await core.stopAdmin()
+                try? await group.shutdownGracefully()
+                try? await threadPool.shutdownGracefully()
+                throw error
+            }
+            let ready = try await core.readyInfo()
+            if !announced {
+                onReady(ready)
+                announced = true
+            }
+            // A later round (a standby after a takeover) listens where this one does.
+            configuration.listen.port = ready.listen.port
+            configuration.admin = ready.admin
+            if let tls = ready.tls { configuration.tls?.listen = tls }
+
+            let takenOver = await shutdownOrTakeover(core, loop: loop)
+            guard takenOver, let postgres, var next = setup else {
+                logger.info("shutting down: draining, final snapshot")
+                let (wasActive, epoch) = try await loop.submit { (core.mode == .active, core.replication?.epoch ?? 0) }.get()
+                _ = try? await loop.flatSubmit { core.stop() }.get()
+                try? await core.stopAdmin()
+                if wasActive, let postgres, epoch != 0 {
+                    // Hand over at once: the standby need not wait for the lease to run out.
+                    _ = try? await threadPool.runIfActive(eventLoop: loop) { try postgres.releaseLease(epoch: epoch) }.get()
+                }
+                try? await group.shutdownGracefully()
+                try? await threadPool.shutdownGracefully()
+                return
+            }
+            logger.notice("taken over: restarting as a standby on the same addresses")
+            next.events = try await loop.submit { core.replication?.events ?? [] }.get()
             _ = try? await loop.flatSubmit { core.stop() }.get()
             try? await core.stopAdmin()
-            try? await group.shutdownGracefully()
-            try? await threadPool.shutdownGracefully()
-            throw error
+            _ = try await threadPool.runIfActive(eventLoop: loop) { try postgres.demote() }.get()
+            next.mode = .standby
+            next.epoch = 0
+            setup = next
         }
-        let ready = try await core.readyInfo()
-        onReady(ready)
-        try? await gracefulShutdown()
-        logger.info("shutting down: draining, final snapshot")
-        _ = try? await loop.flatSubmit { core.stop() }.get()
-        try? await core.stopAdmin()
-        try? await group.shutdownGracefully()
-        try? await threadPool.shutdownGracefully()
+    }
+
+    /// The role a supervisor over a PostgreSQL journal starts in: a standby when asked (`--standby`), otherwise
+    /// active — the lease must be free or expired.
+    private func firstRole(_ postgres: PostgresJournal, loop: any EventLoop) async throws -> ReplicationSetup {
+        let holder = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) \(UUID().uuidString.prefix(8))"
+        let leaseMillis = configuration.leaseMillis
+        if configuration.standby {
+            return ReplicationSetup(journal: postgres, mode: .standby, epoch: 0, holder: holder, leaseMillis: leaseMillis)
+        }
+        let taken = try await threadPool.runIfActive(eventLoop: loop) { () -> (UInt64, UInt64)? in
+            guard let epoch = try postgres.acquireLease(holder: holder, milliseconds: leaseMillis) else { return nil }
+            return (epoch, try postgres.activate(epoch: epoch))
+        }.get()
+        guard let (epoch, _) = taken else {
+            let lease = try? await threadPool.runIfActive(eventLoop: loop) { try postgres.inspectLease() }.get()
+            throw SupervisorError(.rejected, """
+                another supervisor holds the journal's lease (\(lease?.holder ?? "?"), epoch \(lease?.epoch ?? 0), \
+                \(lease?.remainingMilliseconds ?? 0) ms left): start this one with --standby to follow it and take over \
+                when it stops
+                """)
+        }
+        return ReplicationSetup(journal: postgres, mode: .active, epoch: epoch, holder: holder, leaseMillis: leaseMillis)
+    }
+
+    /// Waits for graceful shutdown or, over a PostgreSQL journal, for this supervisor to be taken over.
+    ///
+    /// - Returns: True when it was taken over.
+    private func shutdownOrTakeover(_ core: SupervisorCore, loop: any EventLoop) async -> Bool {
+        guard let demotion = core.demotion else {
+            try? await gracefulShutdown()
+            return false
+        }
+        let future = demotion.futureResult
+        return await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try? await gracefulShutdown()
+                return false
+            }
+            group.addTask { (try? await future.get()) ?? false }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            // The other wait ends too: the promise is completed (false) if it was not.
+            loop.execute { core.finishDemotionWait() }
+            return first
+        }
     }
 }

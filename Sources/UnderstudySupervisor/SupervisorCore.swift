@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import Prometheus
 import UnderstudyJournal
+import UnderstudyJournalPostgres
 import UnderstudyPrediction
 import UnderstudyWire
 
@@ -63,6 +64,10 @@ public struct SupervisorStatus: Codable, Sendable {
     public var tlsListen: String?
     /// Whether clients must authenticate (`--requirepass`, `--aclfile`).
     public var authenticationRequired: Bool?
+    /// `active` (serves clients) or `standby` (follows the supervisor that holds the PostgreSQL journal's lease).
+    public var mode: String?
+    /// The lease and recent active/standby steps (PostgreSQL journals only).
+    public var replication: ReplicationStatus?
 }
 
 /// Probation as `GET /status` shows it.
@@ -103,8 +108,17 @@ final class SupervisorCore: @unchecked Sendable {
     let connections = ConnectionEpoch()
     /// The admin API's bearer token (nil with `--admin off`).
     let token: String?
+    /// Active and standby over a PostgreSQL journal (nil with the file journal: always active).
+    private(set) var replication: ReplicationController?
+    /// Completed with true when this supervisor was taken over and must restart as a standby, or with false when
+    /// it stops for another reason (``finishDemotionWait()``).
+    let demotion: EventLoopPromise<Bool>?
+    private var demotionCompleted = false
 
-    init(loop: any EventLoop, journal: Journal, configuration: SupervisorConfiguration, threadPool: NIOThreadPool, logger: Logger) throws {
+    init(
+        loop: any EventLoop, journal: Journal, configuration: SupervisorConfiguration, threadPool: NIOThreadPool, logger: Logger,
+        replication setup: ReplicationSetup? = nil
+    ) throws {
         self.loop = loop
         self.configuration = configuration
         self.logger = logger
@@ -130,6 +144,17 @@ final class SupervisorCore: @unchecked Sendable {
                 request: request.map { Comparator.render(tag: $0.tag, payload: $0.payload) } ?? entry.command,
                 primary: entry.reason, other: "quarantined: no instance applies it again", keys: [],
                 timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+        }
+        if let setup {
+            let controller = ReplicationController(
+                loop: loop, journal: setup.journal, pipeline: pipeline, threadPool: threadPool, logger: logger,
+                leaseMillis: setup.leaseMillis, holder: setup.holder, mode: setup.mode, epoch: setup.epoch, events: setup.events)
+            let promise = loop.makePromise(of: Bool.self)
+            self.replication = controller
+            self.demotion = promise
+        } else {
+            self.replication = nil
+            self.demotion = nil
         }
         pipeline.serviceArguments = configuration.serviceArguments
         pipeline.serviceEnvironment = configuration.serviceEnvironment
@@ -167,7 +192,11 @@ final class SupervisorCore: @unchecked Sendable {
     /// Starts the pipeline (recovery), then the client listener and the admin server.
     func start() -> EventLoopFuture<Void> {
         let started = NIODeadline.now()
+        if let replication, let demotion {
+            replication.onDemoted = { [unowned self] in self.completeDemotion(demotion, true) }
+        }
         return pipeline.start().flatMap {
+            self.replication?.start()
             self.logger.info("recovered", metadata: [
                 "understudy.seq": "\(self.pipeline.lastSequence)",
                 "understudy.ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
@@ -239,8 +268,24 @@ final class SupervisorCore: @unchecked Sendable {
         }.get()
     }
 
+    /// Ends a wait on ``demotion`` that no takeover will end (the supervisor stops).
+    func finishDemotionWait() {
+        if let demotion { completeDemotion(demotion, false) }
+    }
+
+    private func completeDemotion(_ promise: EventLoopPromise<Bool>, _ value: Bool) {
+        guard !demotionCompleted else { return }
+        demotionCompleted = true
+        promise.succeed(value)
+    }
+
+    /// Whether this supervisor follows another one (a standby).
+    var mode: ReplicationMode { replication?.mode ?? .active }
+
     /// Stops accepting, drains, takes a final snapshot, retires workers.
     func stop() -> EventLoopFuture<Void> {
+        replication?.stop()
+        finishDemotionWait()
         prediction.stop()
         let closed = listener?.close() ?? loop.makeSucceededVoidFuture()
         listener = nil
@@ -308,11 +353,15 @@ final class SupervisorCore: @unchecked Sendable {
             requestDeadlineMillis: configuration.pipeline.requestDeadline.nanoseconds / 1_000_000,
             standbyLagMillis: pipeline.standbyLag.nanoseconds / 1_000_000, intakeThrottled: pipeline.intakeThrottle.engaged,
             intakeThrottleEngagements: pipeline.intakeThrottle.engagements, tlsListen: tlsAddress?.description,
-            authenticationRequired: configuration.access.authenticationRequired)
+            authenticationRequired: configuration.access.authenticationRequired, mode: mode.rawValue,
+            replication: replication?.status())
     }
 
     /// `understudy swap`: the live same-version shadow takes over.
     func swapToShadow() -> EventLoopFuture<SwapRecord> {
+        guard mode == .active else {
+            return loop.makeFailedFuture(SupervisorError(.rejected, "this supervisor is a standby: swaps are made on the active one"))
+        }
         guard let target = pipeline.standbys.first(where: {
             $0.role == .shadow && $0.isLive && $0.version == pipeline.primary?.version
         }) else {
@@ -320,4 +369,14 @@ final class SupervisorCore: @unchecked Sendable {
         }
         return transfer.swapWhenQuiet(to: target, reason: .planned, policy: configuration.swapTiming)
     }
+}
+
+/// How a supervisor over a PostgreSQL journal starts: its role, its epoch, its name in the lease.
+struct ReplicationSetup: Sendable {
+    var journal: PostgresJournal
+    var mode: ReplicationMode
+    var epoch: UInt64
+    var holder: String
+    var leaseMillis: Int
+    var events: [ReplicationEvent] = []
 }

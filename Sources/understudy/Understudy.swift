@@ -8,6 +8,7 @@ import ServiceLifecycle
 import UnixSignals
 import UnderstudyJournal
 import UnderstudySupervisor
+import UnderstudyJournalPostgres
 
 @main
 struct Understudy: AsyncParsableCommand {
@@ -126,6 +127,15 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Admin API address (port 0 picks a free port; 'off' disables it).")
     var admin = "127.0.0.1:6381"
 
+    @Option(name: .long, help: "Keep the journal, snapshots and lease in PostgreSQL: postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (PGPASSWORD also works). Default: files under --data.")
+    var journal: String?
+
+    @Flag(name: .long, help: "Follow the supervisor that holds the PostgreSQL journal's lease; take over when its lease expires.")
+    var standby = false
+
+    @Option(name: .long, help: "PostgreSQL journals: the lease's length in milliseconds (a standby takes over this long after the active stops renewing).")
+    var leaseMs = 2000
+
     @Option(name: .long, help: "Journal fsync policy: always, everysec or no.")
     var fsync = "everysec"
 
@@ -235,6 +245,18 @@ struct Run: AsyncParsableCommand {
             configuration.admin = adminAddress
         }
         configuration.dataDirectory = data
+        if let journal {
+            guard PostgresJournalAddress.looksLikeAddress(journal) else {
+                throw ValidationError("--journal must be a postgres:// address (the file journal lives under --data)")
+            }
+            do {
+                configuration.postgresJournal = try PostgresJournalAddress(parsing: journal)
+            } catch {
+                throw ValidationError("--journal: \(error)")
+            }
+        }
+        configuration.standby = standby
+        configuration.leaseMillis = leaseMs
         configuration.allowRemoteAdmin = allowRemoteAdmin
         configuration.prediction = !noPrediction
         configuration.truncateCorruption = truncateCorruptJournal

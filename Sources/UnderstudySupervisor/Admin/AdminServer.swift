@@ -161,7 +161,12 @@ final class AdminServer: @unchecked Sendable {
                 return Self.error(.badRequest, "the body must be JSON like {\"binary\": \"/path/to/new-worker\"}: \(error)")
             }
             do {
-                let id = try await self.onCore { try core.deploys.start(deploy) }
+                let id = try await self.onCore { () throws -> Int in
+                    guard core.mode == .active else {
+                        throw SupervisorError(.rejected, "this supervisor is a standby: deploys are made on the active one")
+                    }
+                    return try core.deploys.start(deploy)
+                }
                 return Self.json(["id": id], status: .accepted)
             } catch {
                 return Self.error(.conflict, "\(error)")

@@ -108,7 +108,7 @@ final class HTTPFrontend {
                 "error": "request quarantined", "reason": .string(reason), "sequence": .int(Int64(clamping: sequence)),
                 "message": .string(failure.message),
             ]).encoded
-        case .busy, .shuttingDown, .unavailable, .journal:
+        case .busy, .shuttingDown, .unavailable, .journal, .readOnly:
             return HTTPResponse.json(503, ["error": .string(failure.message)], headers: [HTTPHeader("retry-after", "1")]).encoded
         }
     }

@@ -22,6 +22,8 @@ enum PipelineFailure: Sendable, Equatable {
     case quarantined(sequence: UInt64, reason: String)
     /// The primary role was given up.
     case unavailable(String)
+    /// This supervisor is a standby (or was just taken over): another supervisor holds the journal.
+    case readOnly
 
     /// The message, protocol-neutral.
     var message: String {
@@ -31,6 +33,7 @@ enum PipelineFailure: Sendable, Equatable {
         case .journal(let why): return "journal write failed: \(why); the request was not applied"
         case .quarantined(let seq, let reason): return "request quarantined: \(reason) (sequence \(seq))"
         case .unavailable(let why): return "service unavailable: the primary was given up after repeated failures to start (\(why))"
+        case .readOnly: return "You can't write against a standby supervisor"
         }
     }
 
@@ -38,6 +41,7 @@ enum PipelineFailure: Sendable, Equatable {
     var respBytes: [UInt8] {
         switch self {
         case .busy: return RESPValue.errorBytes("BUSY " + message)
+        case .readOnly: return RESPValue.errorBytes("READONLY " + message)
         default: return RESPValue.errorBytes("ERR " + message)
         }
     }
@@ -207,6 +211,9 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Called when an input is quarantined (metrics, the discrepancy log).
     var quarantineObservers: [(QuarantineEntry) -> Void] = []
     private(set) var stopping = false
+    /// A standby supervisor: clients are refused (`READONLY`), nothing is sequenced, snapshotted or ticked here;
+    /// the instances apply the records another supervisor journals (``adoptFollowed(_:)``).
+    var followsJournal = false
     /// Called whenever an instance dies (the transfer and update runners listen).
     var instanceDeathObservers: [(WorkerInstance, String) -> Void] = []
     /// Called for every result the primary returns (prediction engine feed).
@@ -425,6 +432,10 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     /// Sequences, journals and dispatches one client input (or holds it while intake is paused).
     func submit(tag: UInt8, payload: [UInt8], sink: ReplySink?) {
+        if followsJournal {
+            sink?(failureReply(tag, .readOnly))
+            return
+        }
         if intakePaused || primary == nil || stopping {
             if stopping {
                 sink?(failureReply(tag, .shuttingDown))
@@ -464,7 +475,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Journals a checkpoint: every instance reports its digest at this sequence point.
     /// Returns the checkpoint's sequence number (nil if intake is paused).
     func checkpoint(referenceSchema: UInt32, observer: @escaping (WorkerInstance, [UInt8]) -> Void) -> UInt64? {
-        guard !intakePaused, primary != nil, !stopping else { return nil }
+        guard !intakePaused, primary != nil, !stopping, !followsJournal else { return nil }
         var w = ByteWriter()
         w.write(referenceSchema)
         let seq = nextSequence
@@ -481,6 +492,48 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func pauseIntake(reason: String) {
         pauseReasons.insert(reason)
         intakePaused = true
+    }
+
+    /// A standby's step: records another supervisor journaled join the log as if sequenced here (no client waits
+    /// for them) and are fed to the instances. Quarantine records among them keep their inputs out of every feed.
+    ///
+    /// - Returns: How many records were taken (a record that does not follow the last one ends the batch).
+    @discardableResult
+    func adoptFollowed(_ records: [JournalRecord]) -> Int {
+        var taken = 0
+        for r in records where r.tag == InputTag.quarantine {
+            if let q = QuarantineRecord(decoding: r.payload), !quarantine.contains(q.sequence) {
+                quarantine.add(QuarantineEntry(
+                    sequence: q.sequence, command: "?", reason: q.reason, instance: 0, time: QuarantineLog.now()))
+            }
+        }
+        for r in records {
+            guard r.sequence == nextSequence else { break }
+            let request = ApplyRequest(sequence: r.sequence, time: r.time, seed: r.seed, tag: r.tag, payload: r.payload)
+            sequencer.adopt(request)
+            log.append(Entry(request: request, sink: nil, enqueuedAt: .now()))
+            releasedDurableSequence = r.sequence
+            releaseScan = r.sequence + 1
+            taken += 1
+        }
+        if taken > 0, let primary { pump(primary) }
+        flushInstances()
+        return taken
+    }
+
+    /// Answers every client still waiting with `failure` (nothing of theirs is acknowledged; a supervisor that
+    /// was taken over says so before it becomes a standby).
+    func failUnreleased(_ failure: PipelineFailure) {
+        while let h = held.popFirst() { h.sink?(failureReply(h.tag, failure)) }
+        var i = log.startIndex
+        while i != log.endIndex {
+            if !log[i].released, let sink = log[i].sink {
+                log[i].released = true
+                log[i].sink = nil
+                sink(failureReply(log[i].request.tag, failure))
+            }
+            i = log.index(after: i)
+        }
     }
 
     /// Sequences everything held, in arrival order, and resumes normal intake.
@@ -774,10 +827,14 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         ])
         pauseIntake(reason: "quarantine")
         let recordSequence = nextSequence
-        sequence(tag: InputTag.quarantine, payload: QuarantineRecord(sequence: seq, reason: reason).encoded, sink: nil)
-        journal.wakeWriter()
+        // A standby journals nothing: the active supervisor journals its own quarantine record, and until then
+        // this one keeps the input out of its instances by itself.
+        if !followsJournal {
+            sequence(tag: InputTag.quarantine, payload: QuarantineRecord(sequence: seq, reason: reason).encoded, sink: nil)
+            journal.wakeWriter()
+        }
         let journal = self.journal
-        let durable = nextSequence > recordSequence
+        let durable = followsJournal ? loop.makeSucceededVoidFuture() : nextSequence > recordSequence
             ? threadPool.runIfActive(eventLoop: loop) { try journal.sync(through: recordSequence) }
             : loop.makeFailedFuture(SupervisorError(.journal, "the quarantine record could not be journaled"))
         durable.whenComplete { result in
@@ -913,7 +970,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     private func startTimers() {
         timers.append(loop.scheduleRepeatedTask(initialDelay: configuration.tickInterval, delay: configuration.tickInterval) { _ in
-            guard !self.intakePaused, self.primary != nil, !self.stopping else { return }
+            guard !self.intakePaused, self.primary != nil, !self.stopping, !self.followsJournal else { return }
             self.submit(tag: InputTag.tick, payload: [], sink: nil)
         })
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .milliseconds(500)) { _ in
@@ -935,6 +992,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// the last, and never while a standby is catching up (its lag would make every snapshot stale at birth, and
     /// the snapshot would compete with the catch-up).
     private func scheduledSnapshot() {
+        guard !followsJournal else { return }
         snapshotter.takeIfDue(
             head: lastSequence, source: snapshotSource,
             standbyCatchingUp: standbys.contains { $0.phase == .catchingUp || $0.phase == .restoring })
@@ -991,7 +1049,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             drained = loop.makeSucceededVoidFuture()
         }
         return drained.flatMap { () -> EventLoopFuture<Void> in
-            guard self.lastSequence > self.lastSnapshotSequence else { return self.loop.makeSucceededVoidFuture() }
+            guard self.lastSequence > self.lastSnapshotSequence, !self.followsJournal else { return self.loop.makeSucceededVoidFuture() }
             return self.takeSnapshot().map { _ in () }.recover { _ in () }
         }.recover { _ in () }.map {
             self.primary?.retire(reason: "supervisor shutting down")

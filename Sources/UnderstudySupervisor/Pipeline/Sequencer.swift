@@ -32,6 +32,12 @@ struct Sequencer {
         return ApplyRequest(sequence: nextSequence, time: lastTime, seed: seeds.next(), tag: tag, payload: payload)
     }
 
+    /// Takes an input another supervisor sequenced (a standby following the journal): the next number follows it.
+    mutating func adopt(_ request: ApplyRequest) {
+        nextSequence = request.sequence + 1
+        lastTime = max(lastTime, request.time)
+    }
+
     /// Takes the number handed out by the last ``next(tag:payload:nowMillis:)``: its record is in the journal.
     mutating func commit() {
         nextSequence += 1
