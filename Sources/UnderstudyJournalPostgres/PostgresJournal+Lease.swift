@@ -63,14 +63,14 @@ extension PostgresJournal {
                         guard let journal, let sequence = UInt64(notification.payload), sequence > 0 else { return }
                         journal.announceTail(sequence)
                     }
-                    _ = try connection.query("LISTEN understudy_journal", logger: journal.logger).wait()
+                    _ = try PostgresSession.run(connection, "LISTEN understudy_journal", logger: journal.logger, limit: .seconds(30))
                     let replaced: PostgresConnection? = journal.state.withLock { s in
                         if s.closed { return connection }
                         let old = s.listener
                         s.listener = connection
                         return old
                     }
-                    _ = replaced.map { $0.close() as EventLoopFuture<Void> }
+                    if let replaced { PostgresSession.release(replaced) }
                     if replaced === connection { return }
                     journal.announceTail(try journal.databaseTail())
                     delay = 0.1

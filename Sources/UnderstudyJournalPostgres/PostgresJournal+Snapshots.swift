@@ -21,37 +21,37 @@ extension PostgresJournal {
         let seq = Int64(snapshot.sequence)
         let olderKept: Int64? = try snapshotSession.with { c in
             let logger = self.logger
-            _ = try c.query("BEGIN", logger: logger).wait()
+            _ = try PostgresSession.run(c, "BEGIN", logger: logger, limit: .seconds(120))
             do {
-                let lease = try c.query("SELECT epoch FROM understudy_lease WHERE id = 1 AND epoch = \(Int64(epoch)) FOR SHARE", logger: logger).wait().rows
+                let lease = try PostgresSession.run(c, "SELECT epoch FROM understudy_lease WHERE id = 1 AND epoch = \(Int64(epoch)) FOR SHARE", logger: logger, limit: .seconds(120)).rows
                 guard !lease.isEmpty else {
                     throw JournalError(.fenced, "another supervisor took the journal over (epoch \(epoch) is no longer current); snapshot not written")
                 }
-                _ = try c.query("DELETE FROM understudy_snapshot_chunks WHERE seq = \(seq)", logger: logger).wait()
-                _ = try c.query("DELETE FROM understudy_snapshot_index WHERE seq = \(seq)", logger: logger).wait()
+                _ = try PostgresSession.run(c, "DELETE FROM understudy_snapshot_chunks WHERE seq = \(seq)", logger: logger, limit: .seconds(120))
+                _ = try PostgresSession.run(c, "DELETE FROM understudy_snapshot_index WHERE seq = \(seq)", logger: logger, limit: .seconds(120))
                 for i in 0..<chunks {
                     let start = i * chunkSize
                     let end = min(snapshot.data.count, start + chunkSize)
                     let data = ByteBuffer(bytes: snapshot.data[start..<end])
-                    _ = try c.query("INSERT INTO understudy_snapshot_chunks (seq, chunk, data) VALUES (\(seq), \(Int32(i)), \(data))", logger: logger).wait()
+                    _ = try PostgresSession.run(c, "INSERT INTO understudy_snapshot_chunks (seq, chunk, data) VALUES (\(seq), \(Int32(i)), \(data))", logger: logger, limit: .seconds(120))
                 }
-                _ = try c.query("""
+                _ = try PostgresSession.run(c, """
                     INSERT INTO understudy_snapshot_index (seq, service, schema_version, size, crc, chunks, epoch)
                     VALUES (\(seq), \(snapshot.service), \(Int32(snapshot.schemaVersion)), \(Int64(snapshot.data.count)), \(Int64(crc)), \(Int32(chunks)), \(Int64(epoch)))
-                    """, logger: logger).wait()
-                let kept = try c.query("SELECT seq FROM understudy_snapshot_index ORDER BY seq DESC OFFSET 1 LIMIT 1", logger: logger).wait().rows
+                    """, logger: logger, limit: .seconds(120))
+                let kept = try PostgresSession.run(c, "SELECT seq FROM understudy_snapshot_index ORDER BY seq DESC OFFSET 1 LIMIT 1", logger: logger, limit: .seconds(120)).rows
                 var older: Int64?
                 if let row = kept.first {
                     let o = try row.decode(Int64.self)
                     older = o
-                    _ = try c.query("DELETE FROM understudy_snapshot_chunks WHERE seq < \(o)", logger: logger).wait()
-                    _ = try c.query("DELETE FROM understudy_snapshot_index WHERE seq < \(o)", logger: logger).wait()
-                    _ = try c.query("DELETE FROM understudy_journal WHERE seq <= \(o)", logger: logger).wait()
+                    _ = try PostgresSession.run(c, "DELETE FROM understudy_snapshot_chunks WHERE seq < \(o)", logger: logger, limit: .seconds(120))
+                    _ = try PostgresSession.run(c, "DELETE FROM understudy_snapshot_index WHERE seq < \(o)", logger: logger, limit: .seconds(120))
+                    _ = try PostgresSession.run(c, "DELETE FROM understudy_journal WHERE seq <= \(o)", logger: logger, limit: .seconds(120))
                 }
-                _ = try c.query("COMMIT", logger: logger).wait()
+                _ = try PostgresSession.run(c, "COMMIT", logger: logger, limit: .seconds(120))
                 return older
             } catch {
-                _ = try? c.query("ROLLBACK", logger: logger).wait()
+                _ = try? PostgresSession.run(c, "ROLLBACK", logger: logger, limit: .seconds(120))
                 if let e = error as? JournalError { throw e }
                 throw JournalError(.database, "cannot write the snapshot at \(seq): \(PostgresSession.describe(error))")
             }

@@ -85,22 +85,43 @@ extension PostgresJournal {
             SELECT summary.n, summary.m FROM summary, LATERAL (SELECT pg_notify('understudy_journal', summary.m::text)) AS notified
             """
         do {
-            let rows = try writerSession.query(query).rows
-            let (inserted, _) = try rows[0].decode((Int64, Int64).self)
+            // An explicit transaction: PostgreSQL answers a statement before the implicit commit that follows it
+            // (at the protocol's Sync), so only the answer to COMMIT means committed — and, with a synchronous
+            // standby, on the standby too.
+            let inserted: Int64 = try writerSession.with { c in
+                _ = try PostgresSession.run(c, "BEGIN", logger: logger, limit: nil)
+                let inserted: Int64
+                do {
+                    let rows = try PostgresSession.run(c, query, logger: logger, limit: nil).rows
+                    inserted = try rows[0].decode((Int64, Int64).self).0
+                }
+                guard inserted == Int64(batch.count) else {
+                    _ = try PostgresSession.run(c, "ROLLBACK", logger: logger, limit: nil)
+                    return inserted
+                }
+                do {
+                    _ = try PostgresSession.run(c, "COMMIT", logger: logger, limit: nil)
+                } catch {
+                    // Whatever went wrong, the commit may have happened (a connection cut while PostgreSQL waited
+                    // for its synchronous standby, for one): look it up before anything else.
+                    throw CommitOutcomeUnknown(underlying: error)
+                }
+                return inserted
+            }
             if inserted == Int64(batch.count) { return .committed }
             return .fenced("another supervisor took the journal over: lease epoch \(epoch) is no longer current; records from \(batch[0].sequence) were not appended")
         } catch {
+            if let unknown = error as? CommitOutcomeUnknown {
+                writerSession.close()
+                return try resolveUnknownCommit(batch, epoch: epoch, error: unknown.underlying)
+            }
             if PostgresSession.sqlState(error) == "23505" {
                 return .fenced("another supervisor appended sequence numbers from \(batch[0].sequence) on: this supervisor was taken over")
             }
-            if PostgresSession.isServerError(error) {
-                // The statement failed as a whole (a read-only server after a PostgreSQL failover, for example):
-                // nothing was written. Reconnect: the address may lead to the new PostgreSQL primary.
-                writerSession.close()
-                throw error
-            }
-            // The connection was lost: did the commit happen? The last record tells (a statement is atomic).
-            return try resolveUnknownCommit(batch, epoch: epoch, error: error)
+            // The transaction did not commit (its COMMIT was never sent): nothing was written. A fresh connection
+            // next time — this one may be mid-transaction, or lead to a server that became read-only.
+            writerSession.close()
+            throw error
         }
     }
 
@@ -113,6 +134,14 @@ extension PostgresJournal {
         }
         let found = UInt64(try row.decode(Int64.self))
         if found == epoch {
+            // Committed on the server — but perhaps not yet on a synchronous standby (the wait for it is what the
+            // lost connection cut short). A later write transaction commits only once the standby has everything
+            // before it: after that, the batch is as durable as any other.
+            _ = try writerSession.with { c in
+                _ = try PostgresSession.run(c, "BEGIN", logger: logger, limit: nil)
+                _ = try PostgresSession.run(c, "UPDATE understudy_meta SET value = value WHERE key = 'schema_version'", logger: logger, limit: nil)
+                _ = try PostgresSession.run(c, "COMMIT", logger: logger, limit: nil)
+            }
             logger.notice("journal commit outcome unknown after \(PostgresSession.describe(error)): it had committed")
             return .committed
         }
@@ -213,4 +242,9 @@ extension PostgresJournal {
             s.committedSequence = sequence
         }
     }
+}
+
+/// A COMMIT that failed in a way that leaves its outcome open.
+struct CommitOutcomeUnknown: Error {
+    var underlying: any Error
 }

@@ -107,7 +107,9 @@ public final class PostgresJournal: JournalBackend {
         self.configuration = configuration
         self.logger = logger
         self.group = group
-        self.writerSession = PostgresSession(address: address, group: group, name: "journal writer", logger: logger)
+        self.writerSession = PostgresSession(
+            address: address, group: group, name: "journal writer", logger: logger,
+            setup: ["SET synchronous_commit TO \(configuration.fsync == .always ? "on" : "off")"])
         self.readerSession = PostgresSession(address: address, group: group, name: "journal reader", logger: logger)
         self.snapshotSession = PostgresSession(address: address, group: group, name: "snapshots", logger: logger)
         self.leaseSession = PostgresSession(address: address, group: group, name: "lease", logger: logger)
@@ -140,10 +142,7 @@ public final class PostgresJournal: JournalBackend {
             let journal = PostgresJournal(
                 address: address, configuration: configuration, logger: logger, group: group, tail: tail,
                 oldest: count > 0 ? UInt64(minSeq) : tail + 1, report: report)
-            try journal.writerSession.with { c in
-                let mode = configuration.fsync == .always ? "on" : "off"
-                _ = try c.query(PostgresQuery(unsafeSQL: "SET synchronous_commit TO \(mode)"), logger: logger).wait()
-            }
+            try journal.writerSession.with { _ in }
             journal.startWriter()
             journal.startListener()
             logger.info("PostgreSQL journal opened", metadata: [
@@ -162,9 +161,9 @@ public final class PostgresJournal: JournalBackend {
     static func createSchema(_ session: PostgresSession, address: PostgresJournalAddress) throws {
         try session.with { c in
             let logger = session.logger
-            _ = try c.query("BEGIN", logger: logger).wait()
+            _ = try PostgresSession.run(c, "BEGIN", logger: logger, limit: .seconds(30))
             do {
-                _ = try c.query("SELECT pg_advisory_xact_lock(7305844506237498739)", logger: logger).wait()
+                _ = try PostgresSession.run(c, "SELECT pg_advisory_xact_lock(7305844506237498739)", logger: logger, limit: .seconds(30))
                 for statement in [
                     "CREATE TABLE IF NOT EXISTS understudy_meta (key text PRIMARY KEY, value text NOT NULL)",
                     """
@@ -186,16 +185,16 @@ public final class PostgresJournal: JournalBackend {
                     """,
                     "INSERT INTO understudy_meta (key, value) VALUES ('schema_version', '\(schemaVersion)') ON CONFLICT (key) DO NOTHING",
                 ] {
-                    _ = try c.query(PostgresQuery(unsafeSQL: statement), logger: logger).wait()
+                    _ = try PostgresSession.run(c, PostgresQuery(unsafeSQL: statement), logger: logger, limit: .seconds(30))
                 }
-                let rows = try c.query("SELECT value FROM understudy_meta WHERE key = 'schema_version'", logger: logger).wait().rows
+                let rows = try PostgresSession.run(c, "SELECT value FROM understudy_meta WHERE key = 'schema_version'", logger: logger, limit: .seconds(30)).rows
                 let version = Int(try rows[0].decode(String.self)) ?? 0
                 guard version <= schemaVersion else {
                     throw JournalError(.database, "the journal at \(address) has schema version \(version), newer than this supervisor understands (\(schemaVersion)); upgrade understudy")
                 }
-                _ = try c.query("COMMIT", logger: logger).wait()
+                _ = try PostgresSession.run(c, "COMMIT", logger: logger, limit: .seconds(30))
             } catch {
-                _ = try? c.query("ROLLBACK", logger: logger).wait()
+                _ = try? PostgresSession.run(c, "ROLLBACK", logger: logger, limit: .seconds(30))
                 throw error
             }
         }
@@ -357,7 +356,7 @@ public final class PostgresJournal: JournalBackend {
             s.waiters = []
             let listener = s.listener
             s.listener = nil
-            _ = listener.map { $0.close() as EventLoopFuture<Void> }
+            if let listener { PostgresSession.release(listener) }
             return w
         }
         for (_, c) in waiters { c.resume(throwing: JournalError(.closed, "the journal is closed")) }

@@ -1,3 +1,4 @@
+import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -12,10 +13,13 @@ final class PostgresSession: Sendable {
     let group: any EventLoopGroup
     let logger: Logger
     let name: String
+    /// Statements run on every new connection (session settings survive reconnections this way).
+    let setup: [String]
     private let connection = Mutex<PostgresConnection?>(nil)
     private static let ids = Atomic<Int>(1)
 
-    init(address: PostgresJournalAddress, group: any EventLoopGroup, name: String, logger: Logger) {
+    init(address: PostgresJournalAddress, group: any EventLoopGroup, name: String, logger: Logger, setup: [String] = []) {
+        self.setup = setup
         self.address = address
         self.group = group
         self.name = name
@@ -54,13 +58,21 @@ final class PostgresSession: Sendable {
                 c = existing
             } else {
                 c = try Self.connect(address, group: group, name: name, logger: logger)
+                for statement in setup {
+                    do {
+                        _ = try Self.run(c, PostgresQuery(unsafeSQL: statement), logger: logger, limit: .seconds(30))
+                    } catch {
+                        Self.release(c)
+                        throw error
+                    }
+                }
                 current = c
             }
             do {
                 return try body(c)
             } catch {
                 if c.isClosed || !Self.isServerError(error) {
-                    try? (c.close() as EventLoopFuture<Void>).wait()
+                    PostgresSession.release(c)
                     current = nil
                 }
                 throw error
@@ -68,15 +80,51 @@ final class PostgresSession: Sendable {
         }
     }
 
-    /// Runs one statement and collects its rows.
+    /// Closes `c` without waiting; the connection is kept until it is closed (PostgresNIO requires it).
+    static func release(_ c: PostgresConnection) {
+        let closed: EventLoopFuture<Void> = c.close()
+        closed.whenComplete { _ in withExtendedLifetime(c) {} }
+    }
+
+    /// Runs one statement and collects its rows (at most 30 s: then the connection is dropped).
     func query(_ query: PostgresQuery) throws -> PostgresQueryResult {
-        try with { c in try c.query(query, logger: logger).wait() }
+        try with { c in try Self.run(c, query, logger: logger, limit: .seconds(30)) }
+    }
+
+    /// Runs one statement on `c` and waits for its rows — but not forever: a connection found closed while the
+    /// answer is still missing fails the wait (a lost connection's outcome is unknown), and so does `limit` (the
+    /// connection is closed then). Without a limit, only a closed connection ends the wait (a COMMIT waiting
+    /// for a synchronous standby may take as long as the standby is away).
+    static func run(_ c: PostgresConnection, _ query: PostgresQuery, logger: Logger, limit: TimeAmount?) throws -> PostgresQueryResult {
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<PostgresQueryResult, any Error>?>(nil)
+        c.query(query, logger: logger).whenComplete { r in
+            result.withLock { $0 = r }
+            done.signal()
+        }
+        let started = DispatchTime.now()
+        var closedSince: DispatchTime?
+        while true {
+            if done.wait(timeout: .now() + .milliseconds(100)) == .success { break }
+            if c.isClosed {
+                // Give the library a moment to fail the query itself.
+                if let since = closedSince, DispatchTime.now() > since + .milliseconds(500) {
+                    throw JournalError(.database, "the connection to the journal's database was lost while waiting for an answer")
+                }
+                closedSince = closedSince ?? .now()
+            }
+            if let limit, DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds > UInt64(limit.nanoseconds) {
+                PostgresSession.release(c)
+                throw JournalError(.database, "the journal's database did not answer within \(limit.nanoseconds / 1_000_000_000) s")
+            }
+        }
+        return try result.withLock { $0! }.get()
     }
 
     /// Closes the connection, if open.
     func close() {
         connection.withLock { current in
-            if let c = current { try? (c.close() as EventLoopFuture<Void>).wait() }
+            if let c = current { PostgresSession.release(c) }
             current = nil
         }
     }

@@ -275,6 +275,16 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         return loadQuarantine().flatMap {
             self.spawnInstance(binary: self.serviceBinary, role: .primary)
         }.flatMap { instance in
+            // One service per journal: a journal shared by supervisors (PostgreSQL) records whose it is.
+            let journal = self.journal
+            let service = instance.hello?.service ?? "?"
+            return self.threadPool.runIfActive(eventLoop: self.loop) { try journal.claim(service: service) }
+                .flatMapErrorThrowing { error in
+                    instance.retire(reason: "the journal belongs to another service")
+                    throw SupervisorError(.serviceMismatch, "\(error)")
+                }
+                .map { instance }
+        }.flatMap { instance in
             self.instances.setPrimary(instance)
             self.comparator.addRules(instance.hello?.comparisonRules ?? [:])
             return self.bootstrap(instance).flatMap {

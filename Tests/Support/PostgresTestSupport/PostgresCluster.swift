@@ -70,9 +70,14 @@ public final class PostgresCluster: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         try Self.handOver(root)
         let data = root + "/data"
-        try Self.run(bin + "/pg_basebackup", ["-h", "127.0.0.1", "-p", "\(port)", "-U", user, "-D", data, "-R", "-X", "stream", "--no-sync"])
+        try Self.run(bin + "/pg_basebackup", ["-h", "127.0.0.1", "-p", "\(port)", "-U", user, "-D", data, "-R", "-X", "stream", "-c", "fast", "--no-sync"])
         let standby = PostgresCluster(root: root, dataDirectory: data, port: try Self.freePort())
-        try standby.configure(settings: ["primary_conninfo = 'host=127.0.0.1 port=\(port) user=\(user) application_name=understudy_standby'"])
+        try standby.configure(settings: [])
+        // After pg_basebackup -R's own line in postgresql.auto.conf (which wins over postgresql.conf): named, so
+        // the primary can wait for it.
+        try standby.appendSettings(
+            ["primary_conninfo = 'host=127.0.0.1 port=\(port) user=\(user) application_name=understudy_standby'"],
+            file: "postgresql.auto.conf")
         try standby.startServer()
         if synchronous {
             try appendSettings(["synchronous_standby_names = 'understudy_standby'"])
@@ -129,8 +134,8 @@ public final class PostgresCluster: @unchecked Sendable {
         ] + settings)
     }
 
-    private func appendSettings(_ lines: [String]) throws {
-        let path = dataDirectory + "/postgresql.conf"
+    private func appendSettings(_ lines: [String], file: String = "postgresql.conf") throws {
+        let path = dataDirectory + "/" + file
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(("\n" + lines.joined(separator: "\n") + "\n").utf8))

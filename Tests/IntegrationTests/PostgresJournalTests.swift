@@ -1,0 +1,234 @@
+import Foundation
+import PostgresTestSupport
+import Synchronization
+import Testing
+import UnderstudySupervisor
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An INCR client that follows whichever supervisor accepts writes: on `READONLY`, a timeout or a dropped
+/// connection it tries the other address. It counts acknowledged INCRs (must all be present at the end) and
+/// requests whose outcome it cannot know (a timeout, a dropped connection: they may or may not be applied).
+final class FollowingCounter: @unchecked Sendable {
+    // Safety of @unchecked Sendable: the ports are constants; everything else is atomic or behind a Mutex.
+    let key: String
+    private let ports: [Int]
+    private let stopFlag = Atomic<Bool>(false)
+    private let done = Atomic<Bool>(false)
+    let acknowledged = Atomic<Int>(0)
+    let unknown = Atomic<Int>(0)
+    /// Acknowledged INCRs per port.
+    let byPort = Mutex<[Int: Int]>([:])
+    let problems = Mutex<[String]>([])
+
+    init(key: String, ports: [Int]) {
+        self.key = key
+        self.ports = ports
+        let thread = Thread { [self] in self.run() }
+        thread.start()
+    }
+
+    private func run() {
+        var index = 0
+        var client: RESPClient?
+        var last = 0
+        while !stopFlag.load(ordering: .relaxed) {
+            let port = ports[index]
+            do {
+                if client == nil { client = try RESPClient(host: "127.0.0.1", port: port, timeoutSeconds: 1) }
+                let reply = try client!.call("INCR", key)
+                switch reply {
+                case .integer(let v):
+                    acknowledged.add(1, ordering: .relaxed)
+                    byPort.withLock { $0[port, default: 0] += 1 }
+                    if Int(v) <= last { problems.withLock { $0.append("INCR went back from \(last) to \(v) on port \(port)") } }
+                    last = Int(v)
+                case .error(let e) where e.hasPrefix("READONLY"):
+                    client = nil
+                    index = (index + 1) % ports.count
+                    usleep(5_000)
+                default:
+                    problems.withLock { $0.append("port \(port): \(reply)") }
+                }
+            } catch {
+                if client != nil { unknown.add(1, ordering: .relaxed) }
+                client = nil
+                index = (index + 1) % ports.count
+                usleep(5_000)
+            }
+        }
+        done.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    func stop() async {
+        stopFlag.store(true, ordering: .sequentiallyConsistent)
+        _ = await eventually(timeout: 30, every: 0.01) { self.done.load(ordering: .sequentiallyConsistent) }
+    }
+
+    /// Waits until `count` more INCRs are acknowledged by `port`.
+    func waitForAcknowledgements(on port: Int, count: Int, timeout: Double = 30) async -> Bool {
+        let start = byPort.withLock { $0[port, default: 0] }
+        return await eventually(timeout: timeout, every: 0.01) { self.byPort.withLock { $0[port, default: 0] } >= start + count }
+    }
+}
+
+/// The value of `key` through `port`.
+func counterValue(port: Int, key: String) async throws -> Int {
+    let reply: RESPValue = try await io { try RESPClient(host: "127.0.0.1", port: port, timeoutSeconds: 10).call("GET", key) }
+    guard let t = text(reply), let v = Int(t) else { throw HarnessError("GET \(key): \(reply)") }
+    return v
+}
+
+/// Milliseconds until `port` accepts an INCR (not `READONLY`), or nil after `timeout` seconds.
+func millisecondsUntilWritable(port: Int, timeout: Double) async -> Double? {
+    let start = Date()
+    let writable = await eventually(timeout: timeout, every: 0.01) {
+        let reply = try? await io { try RESPClient(host: "127.0.0.1", port: port, timeoutSeconds: 1).call("INCR", "probe") }
+        if case .integer = reply { return true }
+        return false
+    }
+    return writable ? Date().timeIntervalSince(start) * 1000 : nil
+}
+
+extension EndToEnd {
+    @Suite(
+        "PostgreSQL journal: active and standby supervisors, lease and fencing",
+        .enabled(if: PostgresCluster.unavailableReason == nil, "PostgreSQL is not available: \(PostgresCluster.unavailableReason ?? "")"))
+    struct PostgresJournalTests {
+        static let leaseMs = 1000
+
+        @Test("SIGSTOP the active: the standby takes over within lease + 1 s; SIGCONT: the old active acknowledges nothing and reports standby; SIGKILL the new one: the old takes over; nothing acknowledged lost")
+        func takeoverAndFencing() async throws {
+            let cluster = try PostgresCluster.start()
+            defer { cluster.destroy() }
+            let dir = try TempDirectory("pg-takeover")
+            defer { dir.remove() }
+            let journal = ["--journal", cluster.url, "--lease-ms", "\(Self.leaseMs)", "--fsync", "always"]
+            let a = try await SupervisorProcess.start(dataDirectory: dir.path + "/a", arguments: journal, name: "active-a")
+            defer { a.cleanup() }
+            let b = try await SupervisorProcess.start(dataDirectory: dir.path + "/b", arguments: journal + ["--standby"], name: "standby-b")
+            defer { b.cleanup() }
+            #expect(try a.status().mode == "active")
+            #expect(try b.status().mode == "standby")
+            // A standby refuses writes with Redis's replica error.
+            let refused: RESPValue = try await io { try b.client().call("SET", "x", "1") }
+            #expect(refused == .error("READONLY You can't write against a standby supervisor"))
+            // A second active is refused while the lease runs.
+            let second = try SupervisorProcess.startChild(service: Binaries.kv1, dataDirectory: dir.path + "/c", arguments: journal, name: "second")
+            #expect(await second.waitForExit(timeout: 60) != 0)
+            #expect(second.stderr.contains("--standby"), "\(second.stderr)")
+
+            let counter = FollowingCounter(key: "pg:c", ports: [a.port, b.port])
+            #expect(await counter.waitForAcknowledgements(on: a.port, count: 200))
+
+            // 1. A freezes: B takes over once the lease expires.
+            a.rememberChildren()
+            a.child.signal(SIGSTOP)
+            let takeover = await millisecondsUntilWritable(port: b.port, timeout: 30)
+            #expect(takeover != nil && takeover! <= Double(Self.leaseMs + 1000), "takeover took \(String(describing: takeover)) ms")
+            #expect(try b.status().mode == "active")
+            #expect(await counter.waitForAcknowledgements(on: b.port, count: 200))
+
+            // 2. A wakes up: its next append fails on the epoch; it acknowledges nothing and becomes a standby.
+            let ackedByABefore = counter.byPort.withLock { $0[a.port, default: 0] }
+            a.child.signal(SIGCONT)
+            #expect(await eventually(timeout: 30) { try a.status().mode == "standby" })
+            let refusedByA: RESPValue = try await io { try a.client().call("INCR", "pg:c") }
+            #expect(refusedByA == .error("READONLY You can't write against a standby supervisor"))
+            #expect(counter.byPort.withLock { $0[a.port, default: 0] } == ackedByABefore)
+            let events = try a.status().replication?.events.map(\.message) ?? []
+            #expect(events.contains { $0.contains("taken over") }, "\(events)")
+
+            // 3. B dies with its workers: A takes over again.
+            b.rememberChildren()
+            await b.kill9()
+            b.cleanup()
+            #expect(await counter.waitForAcknowledgements(on: a.port, count: 200, timeout: 30))
+            #expect(try a.status().mode == "active")
+            await counter.stop()
+
+            let value = try await counterValue(port: a.port, key: "pg:c")
+            let acked = counter.acknowledged.load(ordering: .relaxed)
+            let unknown = counter.unknown.load(ordering: .relaxed)
+            #expect(value >= acked, "LOST writes: \(acked) acknowledged, value \(value)")
+            #expect(value <= acked + unknown, "value \(value) exceeds \(acked) acknowledged + \(unknown) unknown")
+            #expect(counter.problems.withLock { $0 }.isEmpty, "\(counter.problems.withLock { $0 }.prefix(5))")
+            #expect(await a.stop() == 0)
+        }
+
+        @Test("The PostgreSQL primary is stopped hard and its synchronous standby promoted: a supervisor on it has every acknowledged input")
+        func postgresFailover() async throws {
+            let primary = try PostgresCluster.start()
+            defer { primary.destroy() }
+            let replica = try primary.startStandby(synchronous: true)
+            defer { replica.destroy() }
+            let dir = try TempDirectory("pg-promote")
+            defer { dir.remove() }
+            let first = try await SupervisorProcess.start(
+                dataDirectory: dir.path + "/a", arguments: ["--journal", primary.url, "--lease-ms", "\(Self.leaseMs)", "--fsync", "always"],
+                name: "on-primary")
+            defer { first.cleanup() }
+            let load = Load(port: first.port, clients: 3)
+            try await Task.sleep(for: .milliseconds(1500))
+            // The PostgreSQL primary dies mid-load (no checkpoint); every reply the clients got was committed on
+            // the synchronous standby too.
+            try primary.stop(mode: "immediate")
+            // Its supervisor can commit nothing more (clients wait); it goes, and the clients see their connections drop.
+            await first.kill9()
+            first.cleanup()
+            let report = try await load.stop()
+            try replica.promote()
+            let replicaURL = "postgres://understudy@127.0.0.1:\(replica.port)/understudy"
+            let second = try await SupervisorProcess.start(
+                dataDirectory: dir.path + "/b", arguments: ["--journal", replicaURL, "--lease-ms", "\(Self.leaseMs)", "--standby"],
+                name: "on-replica")
+            defer { second.cleanup() }
+            #expect(await eventually(timeout: 30) { try second.status().mode == "active" })
+            #expect(report.acknowledgedIncrements.values.reduce(0, +) > 50)
+            let problems = try await counterProblems(port: second.port, acknowledged: report.acknowledgedIncrements, exact: false)
+            #expect(problems.isEmpty, "\(problems.prefix(10))")
+            #expect(await second.stop() == 0)
+        }
+
+        @Test("A swap and a deploy v1 → v2 with the PostgreSQL journal: accepted, nothing lost; a restart recovers from the database")
+        func swapAndDeploy() async throws {
+            let cluster = try PostgresCluster.start()
+            defer { cluster.destroy() }
+            let dir = try TempDirectory("pg-deploy")
+            defer { dir.remove() }
+            let arguments = ["--journal", cluster.url, "--probation-seconds", "1", "--snapshot-every", "2000"]
+            let s = try await SupervisorProcess.start(dataDirectory: dir.path + "/a", arguments: arguments)
+            defer { s.cleanup() }
+            #expect(await s.waitForLiveShadow())
+            let load = Load(port: s.port, clients: 3)
+            try await Task.sleep(for: .milliseconds(500))
+            let swap = try await io { try s.admin.post("/swap") }
+            #expect(swap.status == 200, "\(swap.text)")
+            #expect(await s.waitForLiveShadow())
+            let deploy = try await understudy(["deploy", Binaries.kv2, "--compare-requests", "300"] + s.cliTarget)
+            #expect(deploy.status == 0 && deploy.stdout.contains("accepted"), "\(deploy)")
+            try await Task.sleep(for: .milliseconds(500))
+            let report = try await load.stop()
+            #expect(report.errors == 0, "\(report.errorSamples)")
+            var problems = try await counterProblems(port: s.port, acknowledged: report.acknowledgedIncrements, exact: report.errors == 0)
+            #expect(problems.isEmpty, "\(problems.prefix(10))")
+            #expect(try s.status().version == "2.0.0")
+            // Snapshots went to the database; a new supervisor (another data directory: nothing local) recovers it all.
+            let snapshots = try cluster.psql("SELECT count(*) FROM understudy_snapshot_index").trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect((Int(snapshots) ?? 0) >= 1)
+            #expect(await s.stop() == 0)
+            let again = try await SupervisorProcess.start(service: Binaries.kv2, dataDirectory: dir.path + "/b", arguments: arguments)
+            defer { again.cleanup() }
+            problems = try await counterProblems(port: again.port, acknowledged: report.acknowledgedIncrements, exact: report.errors == 0)
+            #expect(problems.isEmpty, "\(problems.prefix(10))")
+            // One service per database.
+            await again.kill9()
+            let ledger = try SupervisorProcess.startChild(
+                service: Binaries.ledger1, dataDirectory: dir.path + "/c", arguments: ["--journal", cluster.url, "--standby"])
+            #expect(await ledger.waitForExit(timeout: 60) != 0)
+            #expect(ledger.stderr.contains("holds the state of service"), "\(ledger.stderr)")
+        }
+    }
+}
