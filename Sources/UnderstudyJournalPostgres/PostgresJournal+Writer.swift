@@ -85,22 +85,15 @@ extension PostgresJournal {
             SELECT summary.n, summary.m FROM summary, LATERAL (SELECT pg_notify('understudy_journal', summary.m::text)) AS notified
             """
         do {
-            // An explicit transaction: PostgreSQL answers a statement before the implicit commit that follows it
-            // (at the protocol's Sync), so only the answer to COMMIT means committed — and, with a synchronous
-            // standby, on the standby too.
+            // One statement in its own (implicit) transaction. PostgreSQL answers it *before* the commit that
+            // follows it at the protocol's Sync — so its answer alone proves nothing. The answer to the next query
+            // on the connection comes after that commit (and, with a synchronous standby, after the standby has
+            // it): only then are the records durable.
             let inserted: Int64 = try writerSession.with { c in
-                _ = try PostgresSession.run(c, "BEGIN", logger: logger, limit: nil)
-                let inserted: Int64
+                let rows = try PostgresSession.run(c, query, logger: logger, limit: nil).rows
+                let inserted = try rows[0].decode((Int64, Int64).self).0
                 do {
-                    let rows = try PostgresSession.run(c, query, logger: logger, limit: nil).rows
-                    inserted = try rows[0].decode((Int64, Int64).self).0
-                }
-                guard inserted == Int64(batch.count) else {
-                    _ = try PostgresSession.run(c, "ROLLBACK", logger: logger, limit: nil)
-                    return inserted
-                }
-                do {
-                    _ = try PostgresSession.run(c, "COMMIT", logger: logger, limit: nil)
+                    _ = try PostgresSession.run(c, "SELECT 1", logger: logger, limit: nil)
                 } catch {
                     // Whatever went wrong, the commit may have happened (a connection cut while PostgreSQL waited
                     // for its synchronous standby, for one): look it up before anything else.

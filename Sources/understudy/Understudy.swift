@@ -320,6 +320,16 @@ struct Status: AsyncParsableCommand {
         let s = try reply.decode(SupervisorStatus.self)
         print("\(s.service) \(s.version) — listen \(s.listen)\(s.tlsListen.map { ", tls \($0)" } ?? ""), admin \(s.admin ?? "off"), fsync \(s.fsync), up \(Int(s.uptimeSeconds)) s")
         print("journal: sequence \(s.lastSequence), durable \(s.durableSequence); snapshot at \(s.snapshotSequence)\(s.snapshotInProgress ? " (one in progress)" : "")")
+        if let r = s.replication {
+            let lease = r.leaseHolder.map { holder in
+                "lease: \(holder == r.holder ? "this supervisor" : holder), epoch \(r.leaseEpoch ?? 0), \(r.leaseRemainingMillis ?? 0) ms left of \(r.leaseMillis)"
+            } ?? "lease: not read yet"
+            print("mode: \(s.mode ?? "?") — journal \(r.journal); \(lease)")
+            for e in r.events.suffix(5) {
+                let when = Date(timeIntervalSince1970: Double(e.timeMillis) / 1000).formatted(.iso8601)
+                print("  \(when) \(e.message)")
+            }
+        }
         if s.intakePaused { print("intake PAUSED, \(s.heldRequests) requests held") }
         print("instances:")
         for i in s.instances {

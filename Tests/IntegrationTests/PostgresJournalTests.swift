@@ -158,6 +158,35 @@ extension EndToEnd {
             #expect(await a.stop() == 0)
         }
 
+        @Test("An active that cannot renew its lease holds intake before the lease can expire, and resumes once it renews")
+        func unrenewableLeaseHoldsIntake() async throws {
+            let cluster = try PostgresCluster.start()
+            defer { cluster.destroy() }
+            let dir = try TempDirectory("pg-renew")
+            defer { dir.remove() }
+            let a = try await SupervisorProcess.start(
+                dataDirectory: dir.path + "/a", arguments: ["--journal", cluster.url, "--lease-ms", "\(Self.leaseMs)", "--fsync", "always"])
+            defer { a.cleanup() }
+            _ = try await io { try a.client().call("SET", "r", "0") }
+            // Another session holds the lease row for 3 leases: renewals (and appends) wait on it.
+            let holder = Task.detached {
+                try? cluster.psql("BEGIN; SELECT 1 FROM understudy_lease FOR UPDATE; SELECT pg_sleep(\(Double(Self.leaseMs) * 3 / 1000)); COMMIT;")
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            let start = Date()
+            let reply: RESPValue = try await io { try a.client(timeoutSeconds: 30).call("INCR", "r") }
+            let waited = Date().timeIntervalSince(start)
+            await holder.value
+            // The INCR was acknowledged only after the lock went away, and the lease was renewed in between.
+            #expect(reply == .integer(1))
+            #expect(waited >= Double(Self.leaseMs) * 2 / 1000, "acknowledged after \(waited) s while the lease could not be renewed")
+            let events = try a.status().replication?.events.map(\.message) ?? []
+            #expect(events.contains { $0.contains("cannot renew the lease: intake held") }, "\(events)")
+            #expect(await eventually(timeout: 10) { (try a.status().replication?.events.map(\.message) ?? []).contains { $0.contains("renewed again") } })
+            #expect(try a.status().mode == "active")
+            #expect(await a.stop() == 0)
+        }
+
         @Test("The PostgreSQL primary is stopped hard and its synchronous standby promoted: a supervisor on it has every acknowledged input")
         func postgresFailover() async throws {
             let primary = try PostgresCluster.start()
