@@ -52,6 +52,8 @@ extension PostgresJournal {
 
     /// Listens for commits of other supervisors (`LISTEN`), reconnecting when the connection drops; after each
     /// (re)connection the tail handlers hear the current tail, so nothing missed meanwhile is left unread.
+    ///
+    /// A thread, not a task: it must not depend on the cooperative pool (blocking callers may fill it).
     func startListener() {
         let thread = Thread { [weak self] in
             var delay = 0.1
@@ -59,25 +61,36 @@ extension PostgresJournal {
                 if journal.state.withLock({ $0.closed }) { return }
                 do {
                     let connection = try PostgresSession.connect(journal.address, group: journal.group, name: "journal listener", logger: journal.logger)
-                    connection.addListener(channel: PostgresJournal.channel) { [weak journal] _, notification in
-                        guard let journal, let sequence = UInt64(notification.payload), sequence > 0 else { return }
-                        journal.announceTail(sequence)
+                    // On the connection's loop, where it cannot close under us: PostgresNIO traps on a listener
+                    // handed to a connection that is already closed.
+                    let listening = try connection.eventLoop.submit { () -> Bool in
+                        guard !connection.isClosed else { return false }
+                        connection.addListener(channel: PostgresJournal.channel) { [weak journal] _, notification in
+                            guard let journal, let sequence = UInt64(notification.payload), sequence > 0 else { return }
+                            journal.announceTail(sequence)
+                        }
+                        return true
+                    }.wait()
+                    let kept = listening && journal.state.withLock { s -> Bool in
+                        guard !s.closed else { return false }
+                        if let old = s.listener { PostgresSession.release(old) }
+                        s.listener = connection
+                        return true
+                    }
+                    guard kept else {
+                        PostgresSession.release(connection)
+                        if journal.state.withLock({ $0.closed }) { return }
+                        throw JournalError(.database, "the listener's connection closed at once")
                     }
                     _ = try PostgresSession.run(connection, "LISTEN understudy_journal", logger: journal.logger, limit: .seconds(30))
-                    let replaced: PostgresConnection? = journal.state.withLock { s in
-                        if s.closed { return connection }
-                        let old = s.listener
-                        s.listener = connection
-                        return old
-                    }
-                    if let replaced { PostgresSession.release(replaced) }
-                    if replaced === connection { return }
                     journal.announceTail(try journal.databaseTail())
                     delay = 0.1
-                    let closeFuture = connection.closeFuture
-                    try? closeFuture.wait()
+                    let closed = connection.closeFuture
+                    try? closed.wait()
                 } catch {
-                    journal.logger.warning("journal listener: \(PostgresSession.describe(error)); reconnecting")
+                    if !journal.state.withLock({ $0.closed }) {
+                        journal.logger.warning("journal listener: \(PostgresSession.describe(error)); reconnecting")
+                    }
                 }
                 Thread.sleep(forTimeInterval: delay)
                 delay = min(delay * 2, 2)

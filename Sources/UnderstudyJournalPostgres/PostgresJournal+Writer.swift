@@ -9,6 +9,9 @@ extension PostgresJournal {
     /// What a group commit found.
     enum CommitOutcome {
         case committed
+        /// A lost answer, looked up: the batch's records through this sequence are committed (an earlier attempt
+        /// may have carried fewer records than this one).
+        case committedThrough(UInt64)
         case fenced(String)
     }
 
@@ -49,6 +52,9 @@ extension PostgresJournal {
                 case .committed:
                     confirm(batch, nanoseconds: DispatchTime.now().uptimeNanoseconds - started)
                     retryDelay = 0.01
+                case .committedThrough(let last):
+                    let done = batch.prefix { $0.sequence <= last }
+                    if !done.isEmpty { confirm(Array(done), nanoseconds: DispatchTime.now().uptimeNanoseconds - started) }
                 case .fenced(let why):
                     fence(JournalError(.fenced, why, sequence: batch.first?.sequence))
                 }
@@ -108,37 +114,41 @@ extension PostgresJournal {
                 writerSession.close()
                 return try resolveUnknownCommit(batch, epoch: epoch, error: unknown.underlying)
             }
-            if PostgresSession.sqlState(error) == "23505" {
-                return .fenced("another supervisor appended sequence numbers from \(batch[0].sequence) on: this supervisor was taken over")
-            }
-            // The transaction did not commit (its COMMIT was never sent): nothing was written. A fresh connection
-            // next time — this one may be mid-transaction, or lead to a server that became read-only.
             writerSession.close()
+            // A lost connection (the statement's commit follows its answer at once: it may have happened), or
+            // sequence numbers already taken (an earlier attempt did commit, or another supervisor wrote them):
+            // look the records up. Any other answer from the server means the statement failed as a whole.
+            if PostgresSession.sqlState(error) == "23505" || !PostgresSession.isServerError(error) {
+                return try resolveUnknownCommit(batch, epoch: epoch, error: error)
+            }
             throw error
         }
     }
 
     private func resolveUnknownCommit(_ batch: [JournalRecord], epoch: UInt64, error: any Error) throws -> CommitOutcome {
+        let first = Int64(batch[0].sequence)
         let last = Int64(batch[batch.count - 1].sequence)
-        let rows = try writerSession.query("SELECT epoch FROM understudy_journal WHERE seq = \(last)").rows
-        guard let row = rows.first else {
+        let rows = try writerSession.query("""
+            SELECT count(*)::bigint, coalesce(max(seq), 0)::bigint, coalesce(min(epoch), 0)::bigint, coalesce(max(epoch), 0)::bigint
+            FROM understudy_journal WHERE seq BETWEEN \(first) AND \(last)
+            """).rows
+        let (count, through, lowest, highest) = try rows[0].decode((Int64, Int64, Int64, Int64).self)
+        guard count > 0 else {
             logger.notice("journal commit outcome unknown after \(PostgresSession.describe(error)): not committed, sending again")
             throw error
         }
-        let found = UInt64(try row.decode(Int64.self))
-        if found == epoch {
-            // Committed on the server — but perhaps not yet on a synchronous standby (the wait for it is what the
-            // lost connection cut short). A later write transaction commits only once the standby has everything
-            // before it: after that, the batch is as durable as any other.
-            _ = try writerSession.with { c in
-                _ = try PostgresSession.run(c, "BEGIN", logger: logger, limit: nil)
-                _ = try PostgresSession.run(c, "UPDATE understudy_meta SET value = value WHERE key = 'schema_version'", logger: logger, limit: nil)
-                _ = try PostgresSession.run(c, "COMMIT", logger: logger, limit: nil)
-            }
-            logger.notice("journal commit outcome unknown after \(PostgresSession.describe(error)): it had committed")
-            return .committed
+        guard lowest == Int64(epoch) && highest == Int64(epoch) else {
+            return .fenced("sequence numbers from \(first) were appended under epoch \(highest == Int64(epoch) ? lowest : highest), not this supervisor's \(epoch): it was taken over")
         }
-        return .fenced("sequence \(last) was appended under epoch \(found), not this supervisor's \(epoch)")
+        // Committed on the server — but perhaps not yet on a synchronous standby (the wait for it is what the
+        // lost connection cut short). A later write transaction commits only once the standby has everything
+        // before it: after that, these records are as durable as any other.
+        _ = try writerSession.with { c in
+            _ = try PostgresSession.run(c, "UPDATE understudy_meta SET value = value WHERE key = 'schema_version'", logger: logger, limit: nil)
+            _ = try PostgresSession.run(c, "SELECT 1", logger: logger, limit: nil)
+        }
+        logger.notice("journal commit outcome unknown after \(PostgresSession.describe(error)): committed through \(through)")
+        return .committedThrough(UInt64(through))
     }
 
     private func confirm(_ batch: [JournalRecord], nanoseconds: UInt64) {
