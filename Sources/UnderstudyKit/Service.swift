@@ -44,12 +44,38 @@ public struct RequestContext: Sendable {
     public let timeMillis: Int64
     /// A random generator seeded from the journaled seed.
     public var random: DeterministicRandom
+    /// True when the handler held this request's reply back (``deferReply()``).
+    public private(set) var isReplyDeferred = false
+    /// Replies to earlier requests that this request produced (``reply(to:_:)``), in order.
+    public private(set) var deferredReplies: [DeferredReply] = []
 
     /// Creates a context.
     public init(sequence: UInt64, timeMillis: Int64, seed: UInt64) {
         self.sequence = sequence
         self.timeMillis = timeMillis
         self.random = DeterministicRandom(seed: seed)
+    }
+
+    /// Holds this request's reply back: what the handler returns is discarded, and a later request answers this
+    /// one with ``reply(to:_:)`` (a blocked BLPOP answered by the LPUSH that wakes it, or by the clock tick that
+    /// passes its timeout). Keep the request in the state — held-back requests must survive snapshots, migrations
+    /// and swaps like any other data — and forget it when its connection closes (``InputTag/connectionClosed``,
+    /// ``InputTag/connectionsReset``).
+    ///
+    /// Defer only a command declared in ``UnderstudyService/blockingCommands`` that came as a connection-scoped
+    /// input (``InputTag/connectionCommand``): the supervisor then delivers the later reply to the waiting client
+    /// exactly once, keeps that client's later commands behind it, and tells the service when the client leaves.
+    public mutating func deferReply() {
+        isReplyDeferred = true
+    }
+
+    /// Answers an earlier request whose reply was held back (``deferReply()``).
+    ///
+    /// - Parameters:
+    ///   - sequence: The earlier request's sequence number (its ``sequence`` when it deferred).
+    ///   - response: The reply bytes, in the client protocol's encoding.
+    public mutating func reply(to sequence: UInt64, _ response: [UInt8]) {
+        deferredReplies.append(DeferredReply(sequence: sequence, response: response))
     }
 }
 
@@ -136,6 +162,11 @@ public protocol UnderstudyService: Sendable {
     /// arguments, while queueing it (EXEC then answers `-EXECABORT`); and it offers WATCH only to a service that
     /// declares `watch` and handles ``InputTag/connectionCommand`` and ``InputTag/connectionTransaction``.
     static var commandTable: CommandTable? { get }
+    /// Upper-case names of the commands that may hold their reply back with ``RequestContext/deferReply()``
+    /// (default: none). The supervisor sends them as ``InputTag/connectionCommand`` inputs, so the service knows
+    /// the connection of a request it holds, and submits nothing more from a connection while such a command of
+    /// it is unanswered, as Redis does for a blocked client.
+    static var blockingCommands: [String] { get }
 
     /// The state of a new, empty service.
     func makeInitialState() -> State
@@ -172,6 +203,7 @@ extension UnderstudyService {
     public static var supportsDowngrade: Bool { false }
     public static var httpDeclaration: HTTPServiceDeclaration? { nil }
     public static var commandTable: CommandTable? { nil }
+    public static var blockingCommands: [String] { [] }
     public func migrate(from snapshot: StateSnapshot) throws -> State {
         throw MigrationError("\(Self.name) \(Self.version) cannot migrate from schema \(snapshot.schemaVersion)")
     }

@@ -29,7 +29,7 @@ public struct ServiceEngine<Service: UnderstudyService> {
             service: Service.name, version: Service.version, schemaVersion: Service.schemaVersion,
             minimumMigratableSchema: Service.minimumMigratableSchema, canDowngrade: Service.supportsDowngrade,
             pid: pid, comparisonRules: Service.comparisonRules, http: Service.httpDeclaration,
-            commands: Service.commandTable)
+            commands: Service.commandTable, blockingCommands: Service.blockingCommands)
     }
 
     /// Applies one input to the live state and returns its result.
@@ -50,7 +50,9 @@ public struct ServiceEngine<Service: UnderstudyService> {
         lastSequence = r.sequence
         lastTime = r.time
         let (touched, written) = state.drainTouchedKeys()
-        return ApplyResult(sequence: r.sequence, response: response, touched: touched, written: written)
+        return ApplyResult(
+            sequence: r.sequence, response: context.isReplyDeferred ? [] : response, touched: touched,
+            written: written, pending: context.isReplyDeferred, deferredReplies: context.deferredReplies)
     }
 
     /// What the engine wants its runtime to do after a message.
@@ -159,14 +161,29 @@ public struct ServiceEngine<Service: UnderstudyService> {
         return Array("-ERR reply of \(response.count) bytes exceeds the maximum of \(maximumReplyBytes) bytes\r\n".utf8)
     }
 
-    /// ``boundedReply(_:)`` for a whole result: the touched and written keys count toward the frame too.
+    /// ``boundedReply(_:)`` for a whole result: the touched and written keys, and the deferred replies, count
+    /// toward the frame too.
     static func bounded(_ result: ApplyResult) -> ApplyResult {
         var size = result.response.count
         for key in result.touched { size += key.count + 10 }
         for key in result.written { size += key.count + 10 }
+        for d in result.deferredReplies { size += d.response.count + 20 }
         guard size > maximumReplyBytes else { return result }
         var r = result
-        r.response = Array("-ERR reply of \(result.response.count) bytes exceeds the maximum of \(maximumReplyBytes) bytes\r\n".utf8)
+        if !r.deferredReplies.isEmpty {
+            // Deferred replies too large together become error replies, largest first, until the frame fits.
+            let order = r.deferredReplies.indices.sorted {
+                (r.deferredReplies[$0].response.count, $1) > (r.deferredReplies[$1].response.count, $0)
+            }
+            for i in order where size > maximumReplyBytes {
+                let old = r.deferredReplies[i].response.count
+                let replacement = Array("-ERR reply of \(old) bytes exceeds the maximum of \(maximumReplyBytes) bytes\r\n".utf8)
+                r.deferredReplies[i].response = replacement
+                size += replacement.count - old
+            }
+            if size <= maximumReplyBytes { return r }
+        }
+        r.response = r.pending ? [] : Array("-ERR reply of \(result.response.count) bytes exceeds the maximum of \(maximumReplyBytes) bytes\r\n".utf8)
         if size - result.response.count > maximumReplyBytes / 2 {
             // Keys alone would overflow the frame: drop them (the digest still covers the state; only the
             // prediction engine and the comparison's key hints lose this request's keys).

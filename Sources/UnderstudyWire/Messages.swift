@@ -76,15 +76,23 @@ public struct Hello: Sendable, Equatable {
     /// is then queued inside MULTI, and WATCH is refused). On the wire it follows the HTTP declaration, only when
     /// present, so the greeting of a service without one is byte-for-byte what it was before.
     public var commands: CommandTable?
+    /// Upper-case names of the commands whose reply the service may hold back (blocking commands such as BLPOP):
+    /// a front-end sends them as connection-scoped inputs (``InputTag/connectionCommand``), so the service knows
+    /// whose request it holds, and submits nothing more from a connection while such a command of it is
+    /// unanswered, as Redis runs nothing more from a blocked client. On the wire it follows the command table, only
+    /// when the list is not empty.
+    public var blockingCommands: [String]
 
     /// Creates a greeting.
     public init(
         service: String, version: String, schemaVersion: UInt32, minimumMigratableSchema: UInt32,
         canDowngrade: Bool, protocolVersion: UInt16 = wireProtocolVersion, pid: UInt32,
-        comparisonRules: [String: ComparisonRule], http: HTTPServiceDeclaration? = nil, commands: CommandTable? = nil
+        comparisonRules: [String: ComparisonRule], http: HTTPServiceDeclaration? = nil, commands: CommandTable? = nil,
+        blockingCommands: [String] = []
     ) {
         self.http = http
         self.commands = commands
+        self.blockingCommands = blockingCommands
         self.service = service
         self.version = version
         self.schemaVersion = schemaVersion
@@ -184,22 +192,51 @@ public struct QuarantineRecord: Sendable, Equatable {
     }
 }
 
+/// The reply to an earlier input, produced by a later one (a blocked BLPOP answered by the LPUSH that woke it,
+/// or by the clock tick that passed its timeout).
+public struct DeferredReply: Sendable, Equatable, Hashable {
+    /// The sequence number of the input this answers (whose own result was ``ApplyResult/pending``).
+    public var sequence: UInt64
+    /// The reply bytes, in the client protocol's encoding.
+    public var response: [UInt8]
+
+    /// Creates a deferred reply.
+    public init(sequence: UInt64, response: [UInt8]) {
+        self.sequence = sequence
+        self.response = response
+    }
+}
+
 /// The result of applying one input.
 public struct ApplyResult: Sendable, Equatable {
     /// The sequence number applied.
     public var sequence: UInt64
-    /// The reply bytes, already in the client protocol's encoding.
+    /// The reply bytes, already in the client protocol's encoding (empty when ``pending``).
     public var response: [UInt8]
     /// The keys the request read or wrote.
     public var touched: [[UInt8]]
     /// The keys the request changed (a subset of `touched`).
     public var written: [[UInt8]]
+    /// True when the input has no reply yet: a later input answers it with a ``DeferredReply`` (or the service
+    /// forgets it when its connection closes).
+    public var pending: Bool
+    /// Replies to earlier, pending inputs that this input produced, in the order they were made.
+    public var deferredReplies: [DeferredReply]
+
     /// Creates a result.
-    public init(sequence: UInt64, response: [UInt8], touched: [[UInt8]], written: [[UInt8]]) {
+    ///
+    /// On the wire, `pending` and `deferredReplies` follow the other fields only when either is set, so a result
+    /// without them is byte-for-byte what it was before deferred replies existed.
+    public init(
+        sequence: UInt64, response: [UInt8], touched: [[UInt8]], written: [[UInt8]], pending: Bool = false,
+        deferredReplies: [DeferredReply] = []
+    ) {
         self.sequence = sequence
         self.response = response
         self.touched = touched
         self.written = written
+        self.pending = pending
+        self.deferredReplies = deferredReplies
     }
 }
 

@@ -32,6 +32,13 @@ extension ByteReader {
         for _ in 0..<n { out.append(try readBytes()) }
         return out
     }
+    /// Reads the optional tail of an `applied` body: the pending flag and the deferred replies.
+    mutating func readDeferredSection(into result: inout ApplyResult) throws(DecodingError) {
+        result.pending = try readBool()
+        result.deferredReplies = try readArray { (r: inout ByteReader) throws(DecodingError) -> DeferredReply in
+            DeferredReply(sequence: try r.read(UInt64.self), response: try r.readBytes())
+        }
+    }
     mutating func readArray<T>(_ element: (inout ByteReader) throws(DecodingError) -> T) throws(DecodingError) -> [T] {
         let n = try readCount(limit: remaining)
         var out: [T] = []
@@ -101,6 +108,11 @@ extension WireMessage {
                 w.write(UInt8(2))  // the command table
                 commands.encode(to: &w)
             }
+            if !h.blockingCommands.isEmpty {
+                w.write(UInt8(3))  // the commands that may hold their reply back
+                w.writeVarint(UInt64(h.blockingCommands.count))
+                for c in h.blockingCommands { w.writeString(c) }
+            }
         case .helloAck(let id):
             w.write(id)
         case .apply(let r):
@@ -110,6 +122,14 @@ extension WireMessage {
             w.writeBytes(r.response)
             w.writeList(r.touched)
             w.writeList(r.written)
+            if r.pending || !r.deferredReplies.isEmpty {
+                w.write(r.pending)
+                w.writeVarint(UInt64(r.deferredReplies.count))
+                for d in r.deferredReplies {
+                    w.write(d.sequence)
+                    w.writeBytes(d.response)
+                }
+            }
         case .snapshotRequest(let id):
             w.write(id)
         case .snapshotChunk(let c):
@@ -225,6 +245,7 @@ extension WireMessage {
             }
             var http: HTTPServiceDeclaration?
             var commands: CommandTable?
+            var blocking: [String] = []
             var lastKind: UInt8 = 0
             while !r.isAtEnd {
                 let kind = try r.readByte()
@@ -233,6 +254,9 @@ extension WireMessage {
                 switch kind {
                 case 1: http = try HTTPServiceDeclaration(decoding: &r)
                 case 2: commands = try CommandTable(decoding: &r)
+                case 3:
+                    let n = try r.readCount(limit: r.remaining)
+                    for _ in 0..<n { blocking.append(try r.readString()) }
                 default: throw DecodingError("unknown greeting section \(kind)")
                 }
             }
@@ -240,14 +264,15 @@ extension WireMessage {
                 Hello(
                     service: service, version: version, schemaVersion: schema, minimumMigratableSchema: minimum,
                     canDowngrade: canDowngrade, protocolVersion: protocolVersion, pid: pid, comparisonRules: rules,
-                    http: http, commands: commands))
+                    http: http, commands: commands, blockingCommands: blocking))
         case 2: return .helloAck(instanceID: try r.read(UInt32.self))
         case 3: return .apply(try r.readApplyRequest())
         case 4:
-            return .applied(
-                ApplyResult(
-                    sequence: try r.read(UInt64.self), response: try r.readBytes(), touched: try r.readList(),
-                    written: try r.readList()))
+            var result = ApplyResult(
+                sequence: try r.read(UInt64.self), response: try r.readBytes(), touched: try r.readList(),
+                written: try r.readList())
+            if !r.isAtEnd { try r.readDeferredSection(into: &result) }
+            return .applied(result)
         case 5: return .snapshotRequest(streamID: try r.read(UInt32.self))
         case 6:
             return .snapshotChunk(
