@@ -151,6 +151,10 @@ extension KVStorage {
             out += "understudy_service:kv\r\nunderstudy_kv_version:\(env.version2 ? 2 : 1)\r\n"
             out += "uptime_in_seconds:0\r\nunix_time_millis:\(env.now)\r\n\r\n"
         }
+        if all || wanted.contains("clients") {
+            // Connections live in the supervisor; the service knows the clients blocked in its state.
+            out += "# Clients\r\nblocked_clients:\(blocking.count)\r\n\r\n"
+        }
         if all || wanted.contains("memory") {
             let used = estimatedMemory()
             out += "# Memory\r\nused_memory:\(used)\r\nused_memory_human:\(human(used))\r\n"

@@ -11,6 +11,12 @@ public struct KVEnvironment {
     public var broken: BrokenMode?
     /// The current time in ms.
     public var now: Int64 { context.timeMillis }
+    /// The client connection of a connection-scoped input (nil for a plain command or a transaction).
+    public var connection: Int64?
+    /// True where a blocking command may block: it came alone, as a connection-scoped input.
+    public var canBlock = false
+    /// Set when the command blocked: its reply is deferred.
+    public var blocked = false
 
     /// Creates an environment.
     public init(context: RequestContext, version2: Bool, broken: BrokenMode? = nil) {
@@ -53,9 +59,12 @@ public enum KVCommandTable {
             ("zremrangebyrank", 4), ("zremrangebyscore", 4), ("zremrangebylex", 4), ("zpopmin", -2), ("zpopmax", -2),
             ("zrandmember", -2), ("zunion", -3), ("zinter", -3), ("zdiff", -3), ("zunionstore", -4),
             ("zinterstore", -4), ("zdiffstore", -4), ("zintercard", -3), ("zscan", -3),
+            ("blpop", -3), ("brpop", -3), ("brpoplpush", 4), ("blmove", 6), ("bzpopmin", -3), ("bzpopmax", -3),
         ]
         for (n, a) in v1 { t[n] = (a, false) }
-        for (n, a) in [("copy", -3), ("lmpop", -4), ("object", -2)] { t[n] = (a, true) }
+        for (n, a) in [("copy", -3), ("lmpop", -4), ("object", -2), ("zmpop", -4), ("blmpop", -5), ("bzmpop", -5)] {
+            t[n] = (a, true)
+        }
         return t
     }()
 
@@ -205,6 +214,9 @@ extension KVStorage {
         case "pexpiretime": return ttlGeneric(a, ms: true, absolute: true, &env)
         case "persist": return cmdPersist(a, &env)
         case "copy": return cmdCopy(a, &env)
+        case "blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop":
+            return blockingCommand(name, a, &env)
+        case "zmpop": return cmdZmpop(a, &env)
         default:
             return collectionCommand(name, a, &env)
         }

@@ -20,13 +20,34 @@ public enum KVServiceCore {
         return r
     }()
 
+    /// The blocking commands of version 1 (version 2 adds BLMPOP and BZMPOP).
+    public static let blockingCommandsV1 = ["BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX"]
+
+    /// Lower-case names of every blocking command (a version that lacks one answers it as unknown).
+    static let blockingNames: Set<String> = Set((blockingCommandsV1 + ["BLMPOP", "BZMPOP"]).map { $0.lowercased() })
+
     /// Handles one request against any ``KVStorage``.
+    ///
+    /// Blocked requests whose deadline is before the input's time are answered first (as Redis times clients out
+    /// between commands); then the input runs; then the requests blocked on keys it created are served.
     public static func handle<S: KVStorage>(
         _ request: ServiceRequest, state: inout S, context: inout RequestContext, version2: Bool, broken: BrokenMode?
     ) -> [UInt8] {
         if broken == .slow { usleep(2000) }
         var env = KVEnvironment(context: context, version2: version2, broken: broken)
         defer { context = env.context }
+        state.blocking.ready = []
+        state.timeOutBlocked(&env)
+        let reply = handleInput(request, state: &state, env: &env)
+        state.serveReadyKeys(&env)
+        if env.blocked {
+            env.context.deferReply()
+            return []
+        }
+        return reply
+    }
+
+    static func handleInput<S: KVStorage>(_ request: ServiceRequest, state: inout S, env: inout KVEnvironment) -> [UInt8] {
         switch request.tag {
         case InputTag.resp:
             guard let args = try? CommandCodec.decode(request.payload) else {
@@ -52,6 +73,12 @@ public enum KVServiceCore {
                 if args.count != 1 { return Reply.arity("unwatch").bytes }
                 state.watches.unwatch(connection: connection)
                 return Reply.ok.bytes
+            case let name where blockingNames.contains(name):
+                // A blocking command on its own: it may block, holding its connection's request.
+                env.connection = connection
+                env.canBlock = true
+                defer { env.canBlock = false }
+                return state.execute(args, env: &env)
             default:
                 return Array("-ERR '\(lower(first))' is not a connection command\r\n".utf8)
             }
@@ -67,13 +94,15 @@ public enum KVServiceCore {
         case InputTag.connectionClosed:
             if let (connection, _) = try? ConnectionInput.decode(request.payload) {
                 state.watches.unwatch(connection: connection)
+                state.blocking.remove(connection: connection)
             }
             return []
         case InputTag.connectionsReset:
             state.watches.removeAll()
+            state.blocking.removeAll()
             return []
         case InputTag.tick:
-            state.expireCycle(now: context.timeMillis)
+            state.expireCycle(now: env.now)
             return []
         default:
             return Array("-ERR unsupported input tag \(request.tag)\r\n".utf8)
@@ -156,6 +185,7 @@ public struct KVServiceV1: UnderstudyService {
     public static var schemaVersion: UInt32 { 1 }
     public static var comparisonRules: [String: ComparisonRule] { KVServiceCore.comparisonRules }
     public static var commandTable: CommandTable? { KVCommandTable.declared(version2: false) }
+    public static var blockingCommands: [String] { KVServiceCore.blockingCommandsV1 }
 
     /// The deliberately broken behaviour, if switched on (one of ``BrokenMode/version1Modes``).
     public let broken: BrokenMode?
@@ -192,6 +222,7 @@ public struct KVServiceV2: UnderstudyService {
         return r
     }
     public static var commandTable: CommandTable? { KVCommandTable.declared(version2: true) }
+    public static var blockingCommands: [String] { KVServiceCore.blockingCommandsV1 + ["BLMPOP", "BZMPOP"] }
 
     /// The deliberately broken behaviour, if switched on (see ``BrokenMode``).
     public let broken: BrokenMode?
@@ -205,7 +236,8 @@ public struct KVServiceV2: UnderstudyService {
         KVServiceCore.handle(request, state: &state, context: &context, version2: true, broken: broken)
     }
 
-    /// Builds a schema-2 state from a schema-1 snapshot (maps "data", "expires" and "config").
+    /// Builds a schema-2 state from a schema-1 snapshot (maps "data", "expires" and "config", the watches, and the
+    /// blocked requests, which keep waiting).
     public func migrate(from snapshot: StateSnapshot) throws -> KVStateV2 {
         if broken == .crashInMigrate { fatalError("kv: deliberately broken: crash-in-migrate") }
         guard snapshot.schemaVersion == 1 else {
@@ -217,6 +249,7 @@ public struct KVServiceV2: UnderstudyService {
         try snapshot.decodeMap("config", into: &old.config)
         try snapshot.decodeMap("watch.clients", into: &old.watches.clients)
         try snapshot.decodeMap("watch.keys", into: &old.watches.keys)
+        try old.blocking.decode(from: snapshot)
         return Self.upgrade(old)
     }
 
@@ -230,6 +263,7 @@ public struct KVServiceV2: UnderstudyService {
         old.expires.forEach { k, t in if old.data.peek(k) != nil { new.volatile.set(k, t) } }
         old.config.forEach { k, v in new.config.set(k, v) }
         new.watches = old.watches
+        new.blocking = old.blocking
         _ = new.drainTouchedKeys()
         return new
     }
@@ -246,6 +280,7 @@ public struct KVServiceV2: UnderstudyService {
         }
         state.config.forEach { k, v in old.config.set(k, v) }
         old.watches = state.watches
+        old.blocking = state.blocking
         _ = old.drainTouchedKeys()
         return old
     }

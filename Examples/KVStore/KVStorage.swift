@@ -37,6 +37,9 @@ public protocol KVStorage: TrackedState {
     var config: TrackedMap<[UInt8]> { get set }
     /// WATCH state (maps "watch.clients" and "watch.keys"); the write methods above keep it informed.
     var watches: KVWatches { get set }
+    /// Requests blocked in BLPOP and the other blocking commands (maps "blocked", "blockedkeys", "blockedmeta");
+    /// the write methods above tell it when a key is created.
+    var blocking: KVBlocking { get set }
 }
 
 /// Version 1's state (schema 1): values in map "data", expiries (absolute ms) in map "expires".
@@ -49,6 +52,8 @@ public struct KVStateV1: KVStorage {
     public var config = TrackedMap<[UInt8]>(name: "config")
     /// WATCH state.
     public var watches = KVWatches()
+    /// Blocked requests.
+    public var blocking = KVBlocking()
 
     /// Creates an empty state.
     public init() {}
@@ -59,6 +64,7 @@ public struct KVStateV1: KVStorage {
         v.visit(config)
         v.visit(watches.clients)
         v.visit(watches.keys)
+        blocking.visitMaps(&v)
     }
 
     public mutating func visitMaps(mutating v: inout some TrackedMapMutatingVisitor) {
@@ -67,6 +73,7 @@ public struct KVStateV1: KVStorage {
         v.visit(&config)
         v.visit(&watches.clients)
         v.visit(&watches.keys)
+        blocking.visitMaps(mutating: &v)
     }
 
     public mutating func read(_ key: [UInt8]) -> (value: KVValue, expireAt: Int64)? {
@@ -77,9 +84,10 @@ public struct KVStateV1: KVStorage {
     public func peekExpiry(_ key: [UInt8]) -> Int64 { expires.peek(key) ?? kvNoExpiry }
 
     public mutating func write(_ key: [UInt8], _ value: KVValue, expireAt: Int64, now: Int64) {
-        data.set(key, value)
+        let old = data.set(key, value)
         setExpiry(key, expireAt)
         watches.touch(key, exists: true)
+        if old == nil { blocking.keyCreated(key) }
     }
 
     public mutating func setExpiry(_ key: [UInt8], _ expireAt: Int64) {
@@ -105,6 +113,7 @@ public struct KVStateV1: KVStorage {
         let r = body(&value)
         if let value {
             data.set(key, value)
+            if !existed { blocking.keyCreated(key) }
         } else if existed {
             data.remove(key)
             if expires.peek(key) != nil { expires.remove(key) }
@@ -202,6 +211,8 @@ public struct KVStateV2: KVStorage {
     public var config = TrackedMap<[UInt8]>(name: "config")
     /// WATCH state (the same maps, names and values as version 1's).
     public var watches = KVWatches()
+    /// Blocked requests (the same maps, names and values as version 1's).
+    public var blocking = KVBlocking()
 
     /// Creates an empty state.
     public init() {}
@@ -212,6 +223,7 @@ public struct KVStateV2: KVStorage {
         v.visit(config)
         v.visit(watches.clients)
         v.visit(watches.keys)
+        blocking.visitMaps(&v)
     }
 
     public mutating func visitMaps(mutating v: inout some TrackedMapMutatingVisitor) {
@@ -220,6 +232,7 @@ public struct KVStateV2: KVStorage {
         v.visit(&config)
         v.visit(&watches.clients)
         v.visit(&watches.keys)
+        blocking.visitMaps(mutating: &v)
     }
 
     /// Keeps the volatile index in step with a key's expiry.
@@ -239,17 +252,19 @@ public struct KVStateV2: KVStorage {
     public func peekExpiry(_ key: [UInt8]) -> Int64 { entries.peek(key)?.expireAt ?? kvNoExpiry }
 
     public mutating func write(_ key: [UInt8], _ value: KVValue, expireAt: Int64, now: Int64) {
-        entries.update(key) { (e: inout KVEntry?) in
+        let created = entries.update(key) { (e: inout KVEntry?) -> Bool in
             if e == nil {
                 e = KVEntry(value: value, expireAt: expireAt, lastAccess: now, frequency: Self.initialFrequency)
-            } else {
-                e!.value = value
-                e!.expireAt = expireAt
-                e!.lastAccess = now
+                return true
             }
+            e!.value = value
+            e!.expireAt = expireAt
+            e!.lastAccess = now
+            return false
         }
         indexExpiry(key, expireAt)
         watches.touch(key, exists: true)
+        if created { blocking.keyCreated(key) }
     }
 
     public mutating func setExpiry(_ key: [UInt8], _ expireAt: Int64) {
@@ -273,6 +288,7 @@ public struct KVStateV2: KVStorage {
         if let value {
             if entry == nil {
                 entries.set(key, KVEntry(value: value, expireAt: kvNoExpiry, lastAccess: now, frequency: Self.initialFrequency))
+                blocking.keyCreated(key)
             } else {
                 entry!.value = value
                 entries.set(key, entry!)
