@@ -68,6 +68,8 @@ public struct SupervisorStatus: Codable, Sendable {
     public var mode: String?
     /// The lease and recent active/standby steps (PostgreSQL journals only).
     public var replication: ReplicationStatus?
+    /// Clients waiting for a reply the service held back (blocked in BLPOP and the like).
+    public var pendingReplies: Int? = nil
 }
 
 /// Probation as `GET /status` shows it.
@@ -135,6 +137,11 @@ final class SupervisorCore: @unchecked Sendable {
             loop: loop, journal: journal, configuration: configuration.pipeline, serviceBinary: configuration.servicePath,
             threadPool: threadPool, comparator: comparator, metrics: metrics, logger: logger,
             quarantine: QuarantineLog(directory: configuration.dataDirectory))
+        // Blocked requests from before this process (in the snapshot and the journal) have no client any more:
+        // the connections reset is journaled as soon as intake opens, before a push could serve one of them.
+        pipeline.intakeOpenObservers.append { [connections, pipeline] in
+            if pipeline.lastSequence > 0 && pipeline.declaresBlockingCommands { connections.begin(pipeline) }
+        }
         pipeline.quarantineObservers.append { [metrics, comparator, pipeline] entry in
             metrics.quarantinedInputs.increment()
             let request = pipeline.log.index(of: entry.sequence).map { pipeline.log[$0].request }
@@ -354,7 +361,7 @@ final class SupervisorCore: @unchecked Sendable {
             standbyLagMillis: pipeline.standbyLag.nanoseconds / 1_000_000, intakeThrottled: pipeline.intakeThrottle.engaged,
             intakeThrottleEngagements: pipeline.intakeThrottle.engagements, tlsListen: tlsAddress?.description,
             authenticationRequired: configuration.access.authenticationRequired, mode: mode.rawValue,
-            replication: replication?.status())
+            replication: replication?.status(), pendingReplies: pipeline.pendingReplyCount)
     }
 
     /// `understudy swap`: the live same-version shadow takes over.

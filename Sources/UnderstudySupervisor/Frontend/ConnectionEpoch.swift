@@ -21,7 +21,8 @@ final class ConnectionEpoch {
     /// Journals the reset once, before this process's first connection-scoped input.
     /// - Parameter pipeline: The pipeline the connection-scoped input is about to go through.
     func begin(_ pipeline: RequestPipeline) {
-        guard !begun else { return }
+        // A standby supervisor journals nothing; its reset comes when it takes over.
+        guard !begun, !pipeline.followsJournal else { return }
         begun = true
         pipeline.submit(tag: InputTag.connectionsReset, payload: [], sink: nil)
     }

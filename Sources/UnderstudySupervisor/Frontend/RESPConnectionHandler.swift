@@ -40,6 +40,22 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     private var user: ACLUser?
     /// The user may run every command on every key: data commands skip the permission check (the hot path).
     private var unrestricted: Bool
+    /// The slot of an unanswered command that may block (``Hello/blockingCommands``): until it is answered nothing
+    /// more from this connection is submitted, as Redis runs nothing more from a blocked client.
+    private var awaitingSlot: Int?
+    /// That command's sequence number, once the service said it blocked.
+    private var pendingSequence: UInt64?
+    /// The service holds a blocked request of this connection, so its disconnect is journaled.
+    private var holdsBlocked = false
+    /// Inputs that arrived behind a blocking command, in order.
+    private var heldInputs = CircularBuffer<RESPInput>()
+    /// Reads are off because too many inputs are held.
+    private var readsPaused = false
+    private var drainScheduled = false
+    /// The client went away.
+    private var closed = false
+    /// Past this many held inputs the connection stops reading until they are submitted.
+    static let maximumHeldInputs = 1024
 
     /// Creates the handler of one connection.
     ///
@@ -78,6 +94,18 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     /// Handles one decoded input (called directly by the decoder on the hot path).
     func deliver(_ input: RESPInput) {
         guard !closeAfterReplies else { return }
+        if awaitingSlot != nil || !heldInputs.isEmpty {
+            heldInputs.append(input)
+            if heldInputs.count >= Self.maximumHeldInputs && !readsPaused, let context {
+                readsPaused = true
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
+            return
+        }
+        process(input)
+    }
+
+    private func process(_ input: RESPInput) {
         switch input {
         case .protocolError(let message):
             reply(RESPValue.errorBytes("ERR Protocol error: \(message)"))
@@ -96,13 +124,34 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        // The service forgets the connection's watches (bounded state); nobody reads the reply.
-        if watching {
-            watching = false
-            connections.begin(pipeline)
-            pipeline.submit(tag: InputTag.connectionClosed, payload: ConnectionInput.encode(connection: clientID), sink: nil)
+        closed = true
+        if let seq = pendingSequence {
+            // Blocked: nothing more from this client runs (as in Redis), and its reply is nobody's.
+            giveUpBlocked(seq)
         }
+        // Behind a command that may still be answered at once, what the client sent runs first (as Redis would
+        // have run it; see drainHeld), and the close is journaled after it.
+        if awaitingSlot == nil { journalClose() }
         context.fireChannelInactive()
+    }
+
+    /// The client of a blocked command went away: its held inputs are dropped and its reply is nobody's; the
+    /// service forgets the request when the close is journaled.
+    private func giveUpBlocked(_ seq: UInt64) {
+        pendingSequence = nil
+        awaitingSlot = nil
+        heldInputs.removeAll()
+        pipeline.forgetPending(seq)
+    }
+
+    /// Journals the connection's close when the service holds something for it (watches, a blocked request), so
+    /// it forgets them (bounded state); nobody reads the reply.
+    private func journalClose() {
+        guard watching || holdsBlocked else { return }
+        watching = false
+        holdsBlocked = false
+        connections.begin(pipeline)
+        pipeline.submit(tag: InputTag.connectionClosed, payload: ConnectionInput.encode(connection: clientID), sink: nil)
     }
 
     private static func upper(_ bytes: [UInt8]) -> String {
@@ -127,7 +176,11 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
     private func handle(_ args: [[UInt8]]) {
         // The hot path: data commands of a user who may run everything go straight to the pipeline.
         if unrestricted && !inMulti && !Self.mayBeConnectionCommand(args[0]) {
-            remote(tag: InputTag.resp, payload: CommandCodec.encode(args))
+            if pipeline.mayBlock(args[0]) {
+                remoteBlocking(args)
+            } else {
+                remote(tag: InputTag.resp, payload: CommandCodec.encode(args))
+            }
             return
         }
         let command = Self.upper(args[0])
@@ -271,6 +324,10 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         }
         if inMulti {
             queue(args)
+            return
+        }
+        if pipeline.mayBlock(args[0]) {
+            remoteBlocking(args)
             return
         }
         remote(tag: InputTag.resp, payload: CommandCodec.encode(args))
@@ -450,8 +507,17 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         writeReady()
     }
 
+    /// Sends a command that may block as a connection-scoped input (the service then knows whose request it holds);
+    /// nothing more from this connection is submitted until it is answered.
+    private func remoteBlocking(_ args: [[UInt8]]) {
+        connections.begin(pipeline)
+        remote(
+            tag: InputTag.connectionCommand, payload: ConnectionInput.encode(connection: clientID, body: CommandCodec.encode(args)),
+            mayBlock: true)
+    }
+
     /// Sends an input through the pipeline; its reply (or `answer`, when given) takes the next reply slot.
-    private func remote(tag: UInt8, payload: [UInt8], answering answer: [UInt8]? = nil) {
+    private func remote(tag: UInt8, payload: [UInt8], answering answer: [UInt8]? = nil, mayBlock: Bool = false) {
         // The decoder and the MULTI queue already keep inputs within the limit; this keeps the journal's promise
         // whatever decoder limits the handler was paired with.
         guard payload.count <= maximumInputBytes else {
@@ -463,12 +529,38 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         slots.append(nil)
         // A strong reference: the pipeline drops the sink once it has answered, and a closed connection's
         // handler only lives until its outstanding requests are answered (no weak-reference cost per request).
-        pipeline.submit(tag: tag, payload: payload) { bytes in
-            self.complete(slot, answer ?? bytes)
+        if mayBlock {
+            awaitingSlot = slot
+            pipeline.submit(tag: tag, payload: payload, onPending: { seq in self.blocked(seq) }) { bytes in
+                self.complete(slot, answer ?? bytes)
+            }
+        } else {
+            pipeline.submit(tag: tag, payload: payload) { bytes in
+                self.complete(slot, answer ?? bytes)
+            }
+        }
+    }
+
+    /// The service held the awaited command's reply back (it blocked).
+    private func blocked(_ seq: UInt64) {
+        holdsBlocked = true
+        if closed {
+            giveUpBlocked(seq)
+            // In a later turn: this runs inside the pipeline's release of a reply, which must not see new inputs.
+            pipeline.loop.execute { self.journalClose() }
+        } else {
+            pendingSequence = seq
         }
     }
 
     private func complete(_ slot: Int, _ bytes: [UInt8]) {
+        if slot == awaitingSlot {
+            // Answered (at once, by a write that woke it, or on its timeout): the service holds nothing of it.
+            awaitingSlot = nil
+            pendingSequence = nil
+            holdsBlocked = false
+            if !heldInputs.isEmpty || closed { scheduleDrain() }
+        }
         let offset = slot - slotBase
         guard offset >= 0 && offset < slots.count else { return }
         slots[slots.index(slots.startIndex, offsetBy: offset)] = bytes
@@ -476,6 +568,28 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
             writeReady()
             pipeline.clientNeedsFlush(self)
         }
+    }
+
+    /// Submits what arrived behind an answered blocking command, in a later turn (this runs inside the pipeline's
+    /// release of a reply, which must not see new inputs appear); a client that has gone journals its close after.
+    private func scheduleDrain() {
+        guard !drainScheduled else { return }
+        drainScheduled = true
+        pipeline.loop.execute { self.drainHeld() }
+    }
+
+    private func drainHeld() {
+        drainScheduled = false
+        while awaitingSlot == nil, !closeAfterReplies, let next = heldInputs.popFirst() {
+            process(next)
+        }
+        if closeAfterReplies { heldInputs.removeAll() }
+        if closed && awaitingSlot == nil { journalClose() }
+        if readsPaused && heldInputs.isEmpty, let context {
+            readsPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
+        flushNow()
     }
 
     /// Replies ready to go, written in one go at the next flush.

@@ -50,8 +50,25 @@ struct WorkerFrameDecoder: ByteToMessageDecoder {
         let response = body.readBytes(length: n)!
         let touched = try readList(&body)
         let written = try readList(&body)
+        var result = ApplyResult(sequence: sequence, response: response, touched: touched, written: written)
+        if body.readableBytes > 0 {
+            // The optional tail: the pending flag and replies to earlier inputs (deferred replies).
+            guard let flag: UInt8 = body.readInteger(), flag <= 1 else {
+                throw FrameError.malformed(type: 4, reason: "bad pending flag")
+            }
+            result.pending = flag == 1
+            let count = try readVarint(&body)
+            result.deferredReplies.reserveCapacity(count)
+            for _ in 0..<count {
+                guard let seq = body.readInteger(endianness: .little, as: UInt64.self) else {
+                    throw FrameError.malformed(type: 4, reason: "short deferred reply")
+                }
+                let n = try readVarint(&body)
+                result.deferredReplies.append(DeferredReply(sequence: seq, response: body.readBytes(length: n)!))
+            }
+        }
         guard body.readableBytes == 0 else { throw FrameError.malformed(type: 4, reason: "trailing bytes") }
-        return ApplyResult(sequence: sequence, response: response, touched: touched, written: written)
+        return result
     }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {

@@ -10,6 +10,18 @@ import UnderstudyWire
 /// Where a request's reply goes once it may be released (called on the core event loop).
 typealias ReplySink = ([UInt8]) -> Void
 
+/// Told a request's sequence number when the service holds its reply back (a blocked command), so that a client
+/// that goes away can give up waiting (called on the core event loop).
+typealias PendingSink = (UInt64) -> Void
+
+/// A client waiting for a reply the service held back.
+struct DeferredWaiter {
+    var tag: UInt8
+    var sink: ReplySink
+    var enqueuedAt: NIODeadline
+    var command: String
+}
+
 /// Why the supervisor itself answers a request (the service never saw it, or it was quarantined).
 enum PipelineFailure: Sendable, Equatable {
     /// The supervisor is stopping.
@@ -136,6 +148,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         var tag: UInt8
         var payload: [UInt8]
         var sink: ReplySink?
+        var onPending: PendingSink?
     }
 
     let loop: any EventLoop
@@ -213,7 +226,9 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     private(set) var stopping = false
     /// A standby supervisor: clients are refused (`READONLY`), nothing is sequenced, snapshotted or ticked here;
     /// the instances apply the records another supervisor journals (``adoptFollowed(_:)``).
-    var followsJournal = false
+    var followsJournal = false {
+        didSet { if oldValue && !followsJournal && serving { for o in intakeOpenObservers { o() } } }
+    }
     /// Called whenever an instance dies (the transfer and update runners listen).
     var instanceDeathObservers: [(WorkerInstance, String) -> Void] = []
     /// Called for every result the primary returns (prediction engine feed).
@@ -222,6 +237,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     var checkpointObservers: [UInt64: (WorkerInstance, [UInt8]) -> Void] = [:]
     /// Per-request latency observer (probation).
     var latencyObserver: ((TimeAmount, Bool) -> Void)?
+    /// Clients waiting for replies the service held back (blocked commands), by sequence number. A deferred reply
+    /// goes to the waiter of its sequence number, whichever instance is primary when it comes, and only once.
+    private(set) var deferredWaiters: [UInt64: DeferredWaiter] = [:]
+    /// The commands the services declared as blocking (``Hello/blockingCommands``), learnt from every greeting.
+    private(set) var blockingCommands = BlockingCommandSet()
+    /// Called when this supervisor starts taking client inputs: after the start, or on taking over as active.
+    var intakeOpenObservers: [() -> Void] = []
 
     init(
         loop: any EventLoop, journal: Journal, configuration: PipelineConfiguration, serviceBinary: String,
@@ -307,6 +329,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             self.serving = true
             self.startTimers()
             if self.configuration.shadow { self.instances.startShadow() }
+            if !self.followsJournal { for o in self.intakeOpenObservers { o() } }
         }
     }
 
@@ -361,7 +384,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func spawnInstance(
         binary: String, role: InstanceRole, arguments: [String]? = nil, environment: [String: String]? = nil
     ) -> EventLoopFuture<WorkerInstance> {
-        instances.spawn(binary: binary, role: role, arguments: arguments, environment: environment)
+        instances.spawn(binary: binary, role: role, arguments: arguments, environment: environment).map { instance in
+            self.blockingCommands.learn(instance.hello?.blockingCommands ?? [])
+            return instance
+        }
+    }
+
+    /// Whether the command `name` may hold its reply back (read in place: a front-end asks for every command).
+    @inline(__always)
+    func mayBlock(_ name: [UInt8]) -> Bool { blockingCommands.contains(name) }
+
+    /// Some service declared blocking commands.
+    var declaresBlockingCommands: Bool { !blockingCommands.isEmpty }
+
+    /// Declares blocking commands without a worker's greeting (tests of the front-end).
+    func learnBlockingCommands(_ names: [String]) {
+        blockingCommands.learn(names)
     }
 
     /// Restores the newest snapshot into a fresh instance (or leaves the initial state), then starts feeding it.
@@ -441,7 +479,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     // MARK: intake
 
     /// Sequences, journals and dispatches one client input (or holds it while intake is paused).
-    func submit(tag: UInt8, payload: [UInt8], sink: ReplySink?) {
+    ///
+    /// - Parameters:
+    ///   - tag: The input's protocol tag.
+    ///   - payload: The input's bytes.
+    ///   - onPending: Told the input's sequence number if the service holds its reply back (a blocked command).
+    ///   - sink: Where the reply goes (a held-back reply too, when it comes).
+    func submit(tag: UInt8, payload: [UInt8], onPending: PendingSink? = nil, sink: ReplySink?) {
         if followsJournal {
             sink?(failureReply(tag, .readOnly))
             return
@@ -455,13 +499,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 sink?(failureReply(tag, .busy))
                 return
             }
-            held.append(HeldInput(tag: tag, payload: payload, sink: sink))
+            held.append(HeldInput(tag: tag, payload: payload, sink: sink, onPending: onPending))
             return
         }
-        sequence(tag: tag, payload: payload, sink: sink)
+        sequence(tag: tag, payload: payload, onPending: onPending, sink: sink)
     }
 
-    private func sequence(tag: UInt8, payload: [UInt8], sink: ReplySink?) {
+    /// The client waiting for this held-back reply went away: nobody gets it. (The service forgets the request
+    /// when the client's connection-closed input comes.)
+    func forgetPending(_ sequence: UInt64) {
+        deferredWaiters[sequence] = nil
+    }
+
+    /// The number of clients waiting for a held-back reply.
+    var pendingReplyCount: Int { deferredWaiters.count }
+
+    private func sequence(tag: UInt8, payload: [UInt8], onPending: PendingSink? = nil, sink: ReplySink?) {
         let request = sequencer.next(tag: tag, payload: payload, nowMillis: Int64(Date().timeIntervalSince1970 * 1000))
         let seq = request.sequence
         do {
@@ -476,7 +529,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             journalWakePending = true
             scheduleFlush()
         }
-        log.append(Entry(request: request, sink: sink, enqueuedAt: .now()))
+        log.append(Entry(request: request, sink: sink, onPending: onPending, enqueuedAt: .now()))
         // Primary first: standbys get this input once the primary has applied it (see instanceApplied).
         if let primary { pump(primary) }
         if seq - min(seq, lastSnapshotSequence) >= configuration.snapshotEveryRecords { scheduledSnapshot() }
@@ -535,6 +588,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// was taken over says so before it becomes a standby).
     func failUnreleased(_ failure: PipelineFailure) {
         while let h = held.popFirst() { h.sink?(failureReply(h.tag, failure)) }
+        failDeferredWaiters(failure)
         var i = log.startIndex
         while i != log.endIndex {
             if !log[i].released, let sink = log[i].sink {
@@ -553,7 +607,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         intakePaused = false
         guard primary != nil else { return }
         while !intakePaused, let h = held.popFirst() {
-            sequence(tag: h.tag, payload: h.payload, sink: h.sink)
+            sequence(tag: h.tag, payload: h.payload, onPending: h.onPending, sink: h.sink)
         }
         flushInstances()
     }
@@ -699,22 +753,28 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             }
             if instance === primary {
                 log[i].response = result.response
-                for (otherID, reply) in log[i].early {
-                    if let other = standbys.first(where: { $0.id == otherID }) {
-                        comparator.compare(request: log[i].request, command: commandClass(i), primaryReply: result.response, otherReply: reply, instance: other)
+                log[i].pending = result.pending
+                log[i].deferred = result.deferredReplies
+                if !log[i].early.isEmpty {
+                    let mine = InstanceReply(result)
+                    for (otherID, reply) in log[i].early {
+                        if let other = standbys.first(where: { $0.id == otherID }) {
+                            comparator.compare(request: log[i].request, command: commandClass(i), primary: mine, other: reply, instance: other)
+                        }
                     }
+                    log[i].early = []
                 }
-                log[i].early = []
                 release(i)
                 primaryResultObserver?(log[i].request, result)
             } else {
                 if !log[i].released && instance === failoverTarget {
-                    log[i].standbyResponse = result.response
+                    log[i].standbyReply = InstanceReply(result)
                 }
                 if let primaryReply = log[i].response {
-                    comparator.compare(request: log[i].request, command: commandClass(i), primaryReply: primaryReply, otherReply: result.response, instance: instance)
+                    let primary = InstanceReply(response: primaryReply, pending: log[i].pending, deferred: log[i].deferred)
+                    comparator.compare(request: log[i].request, command: commandClass(i), primary: primary, other: InstanceReply(result), instance: instance)
                 } else {
-                    log[i].early.append((instance.id, result.response))
+                    log[i].early.append((instance.id, InstanceReply(result)))
                 }
             }
         }
@@ -731,6 +791,24 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         let seq = log[i].request.sequence
         if seq > releasedDurableSequence { return }
         log[i].released = true
+        if !log[i].deferred.isEmpty {
+            // Replies to earlier, held-back requests leave with the input that produced them: it is durable too.
+            // (Kept in the entry: standbys that apply it later are compared against them.)
+            for d in log[i].deferred { deliverDeferred(d) }
+        }
+        if log[i].pending {
+            // The reply comes later: the client waits, whichever instance will be primary then.
+            if let sink = log[i].sink {
+                log[i].sink = nil
+                deferredWaiters[seq] = DeferredWaiter(tag: log[i].request.tag, sink: sink, enqueuedAt: log[i].enqueuedAt, command: commandClass(i))
+            }
+            if let onPending = log[i].onPending {
+                log[i].onPending = nil
+                onPending(seq)
+            }
+            return
+        }
+        log[i].onPending = nil
         let elapsed = NIODeadline.now() - log[i].enqueuedAt
         if let sink = log[i].sink {
             log[i].sink = nil
@@ -739,6 +817,23 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             metrics.recordRequest(command: commandClass(i), latency: elapsed, error: isError)
             latencyObserver?(elapsed, isError)
         }
+    }
+
+    /// Hands a held-back reply to the client still waiting for it (none after its connection closed or a
+    /// supervisor restart, or when it was delivered already: a promoted standby produces the same reply again).
+    private func deliverDeferred(_ reply: DeferredReply) {
+        guard let waiter = deferredWaiters.removeValue(forKey: reply.sequence) else { return }
+        waiter.sink(reply.response)
+        let elapsed = NIODeadline.now() - waiter.enqueuedAt
+        let isError = reply.response.first == UInt8(ascii: "-")
+        metrics.recordRequest(command: waiter.command, latency: elapsed, error: isError)
+    }
+
+    /// Answers every client waiting for a held-back reply with `failure`, in sequence order.
+    private func failDeferredWaiters(_ failure: PipelineFailure) {
+        let waiting = deferredWaiters.sorted { $0.key < $1.key }
+        deferredWaiters = [:]
+        for (_, w) in waiting { w.sink(failureReply(w.tag, failure)) }
     }
 
     func durabilityAdvanced(_ seq: UInt64) {
@@ -927,6 +1022,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         while let h = held.popFirst() {
             h.sink?(failureReply(h.tag, .unavailable(reason)))
         }
+        // Blocked clients would wait for a primary that is not coming.
+        failDeferredWaiters(.unavailable(reason))
     }
 
     /// Makes `target` the primary: its replies for requests the old primary never answered are used.
@@ -938,8 +1035,10 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             // `failoverTarget` named while the old primary lived, e.g. the probation instance after a crash
             // during probation); else the recorded standby reply; else it answers when it applies the request.
             if !log[i].released && log[i].response == nil,
-               let reply = log[i].early.first(where: { $0.0 == target.id })?.1 ?? log[i].standbyResponse {
-                log[i].response = reply
+               let reply = log[i].early.first(where: { $0.0 == target.id })?.1 ?? log[i].standbyReply {
+                log[i].response = reply.response
+                log[i].pending = reply.pending
+                log[i].deferred = reply.deferred
                 release(i)
             }
             i = log.index(after: i)

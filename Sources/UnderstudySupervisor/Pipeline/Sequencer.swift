@@ -44,6 +44,27 @@ struct Sequencer {
     }
 }
 
+/// What one instance answered to one input: its reply, or that the reply comes later, and the replies to earlier
+/// inputs that this one produced.
+struct InstanceReply {
+    /// The reply bytes (empty when `pending`).
+    var response: [UInt8]
+    /// The reply comes later, from a later input (a blocked command).
+    var pending = false
+    /// Replies to earlier, pending inputs.
+    var deferred: [DeferredReply] = []
+
+    init(response: [UInt8], pending: Bool = false, deferred: [DeferredReply] = []) {
+        self.response = response
+        self.pending = pending
+        self.deferred = deferred
+    }
+
+    init(_ result: ApplyResult) {
+        self.init(response: result.response, pending: result.pending, deferred: result.deferredReplies)
+    }
+}
+
 /// The in-memory window of recent inputs, by sequence number: what is fed to instances without reading the
 /// journal, and where each request's reply waits to be released.
 struct InputLog {
@@ -51,13 +72,27 @@ struct InputLog {
     struct Entry {
         var request: ApplyRequest
         var sink: ReplySink?
+        /// Told the sequence number when the primary holds the reply back (the client may go away meanwhile).
+        var onPending: PendingSink?
+        /// The primary's reply (empty when `pending`).
         var response: [UInt8]?
-        var standbyResponse: [UInt8]?
-        var early: [(UInt32, [UInt8])] = []
+        /// The primary holds the reply back: a later input's deferred reply answers it.
+        var pending = false
+        /// The primary's replies to earlier, pending inputs, delivered when this entry is released.
+        var deferred: [DeferredReply] = []
+        var standbyReply: InstanceReply?
+        var early: [(UInt32, InstanceReply)] = []
         var released = false
         var enqueuedAt: NIODeadline
         /// The command class, named once (for comparisons and metrics).
         var command: String?
+
+        init(request: ApplyRequest, sink: ReplySink?, onPending: PendingSink? = nil, enqueuedAt: NIODeadline) {
+            self.request = request
+            self.sink = sink
+            self.onPending = onPending
+            self.enqueuedAt = enqueuedAt
+        }
     }
 
     typealias Index = CircularBuffer<Entry>.Index

@@ -164,6 +164,42 @@ final class Comparator: @unchecked Sendable {
             if (rules[command] ?? .exact) == .ignore { return true }
             same = agree(command: command, primaryReply, otherReply)
         }
+        count(same: same, request: request, command: command, instance: instance,
+              primary: { Self.renderReply(primaryReply) }, other: { Self.renderReply(otherReply) })
+        return same
+    }
+
+    /// Compares one instance's whole answer to an input with the primary's: the reply or that it is held back, and
+    /// the replies to earlier, held-back inputs that the input produced (compared exactly). Returns true when they
+    /// agree.
+    @discardableResult
+    func compare(
+        request: ApplyRequest, command: String, primary: InstanceReply, other: InstanceReply, instance: WorkerInstance
+    ) -> Bool {
+        if !primary.pending && !other.pending && primary.deferred.isEmpty && other.deferred.isEmpty {
+            return compare(request: request, command: command, primaryReply: primary.response, otherReply: other.response, instance: instance)
+        }
+        var same = primary.pending == other.pending && primary.deferred == other.deferred
+        if same && !primary.pending && (rules[command] ?? .exact) != .ignore {
+            same = agree(command: command, primary.response, other.response)
+        }
+        count(same: same, request: request, command: command, instance: instance,
+              primary: { Self.render(primary) }, other: { Self.render(other) })
+        return same
+    }
+
+    /// An answer with its deferred replies, readably.
+    static func render(_ reply: InstanceReply) -> String {
+        var text = reply.pending ? "(reply held back)" : renderReply(reply.response)
+        for d in reply.deferred { text += "; reply to #\(d.sequence): " + renderReply(d.response) }
+        return text
+    }
+
+    /// Counts one comparison's outcome; records a discrepancy when it differed.
+    private func count(
+        same: Bool, request: ApplyRequest, command: String, instance: WorkerInstance, primary: () -> String,
+        other: () -> String
+    ) {
         stats[instance.id, default: [:]][command, default: ComparisonStats()].compared += 1
         // Mutated in place: copying the window out and back would copy its array on every comparison.
         if windows[instance.id] == nil { windows[instance.id] = (Array(repeating: false, count: windowSize), 0, 0) }
@@ -180,10 +216,9 @@ final class Comparator: @unchecked Sendable {
                 sequence: request.sequence, instance: instance.id, role: instance.role.rawValue,
                 version: instance.version, kind: .reply, command: command,
                 request: Self.render(tag: request.tag, payload: request.payload),
-                primary: Self.renderReply(primaryReply), other: Self.renderReply(otherReply), keys: [],
+                primary: primary(), other: other(), keys: [],
                 timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
         }
-        return same
     }
 
     /// The sliding-window discrepancy rate of an instance (over its last comparisons).

@@ -1,0 +1,42 @@
+import NIOCore
+import Testing
+import UnderstudyWire
+
+@testable import UnderstudySupervisor
+
+@Suite("Blocking commands at the front-end")
+struct BlockingFrontendTests {
+    @Test("behind a command that may block nothing more is submitted, a local command's reply included")
+    func heldBehindBlockingCommand() throws {
+        let harness = try ConnectionHarness()
+        defer { try? harness.close() }
+        harness.pipeline.learnBlockingCommands(["BLPOP", "BZPOPMIN"])
+        // No worker: a submitted input is held by the pipeline, so heldCount counts submissions: the connections
+        // reset (before this process's first connection-scoped input) and the BLPOP, nothing behind it.
+        #expect(try harness.send(resp("blpop", "k", "0") + resp("PING") + resp("CLIENT", "ID")) == "")
+        #expect(harness.pipeline.heldCount == 2)
+        // Another connection's command goes through.
+        let other = try ConnectionHarness()
+        defer { try? other.close() }
+        other.pipeline.learnBlockingCommands(["BLPOP"])
+        #expect(try other.send(resp("GET", "k") + resp("BITCOUNT", "k") + resp("CLIENT", "ID")) == "")
+        #expect(other.pipeline.heldCount == 2)
+    }
+
+    @Test("without a declaration nothing is held back at the front-end")
+    func undeclared() throws {
+        let harness = try ConnectionHarness()
+        defer { try? harness.close() }
+        #expect(try harness.send(resp("BLPOP", "k", "0") + resp("PING")) == "")
+        #expect(harness.pipeline.heldCount == 2)
+    }
+
+    @Test("the set of blocking commands matches any case and nothing else")
+    func commandSet() {
+        var set = BlockingCommandSet()
+        #expect(set.isEmpty && !set.contains(Array("BLPOP".utf8)))
+        set.learn(["BLPOP", "bzmpop"])
+        #expect(set.contains(Array("blpop".utf8)) && set.contains(Array("BlPoP".utf8)) && set.contains(Array("BZMPOP".utf8)))
+        #expect(!set.contains(Array("BLPOPX".utf8)) && !set.contains(Array("BITCOUNT".utf8)) && !set.contains([]))
+    }
+}
