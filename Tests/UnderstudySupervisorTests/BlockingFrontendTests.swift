@@ -31,6 +31,19 @@ struct BlockingFrontendTests {
         #expect(harness.pipeline.heldCount == 2)
     }
 
+    @Test("an applied input nobody waits for stays in the log while it carries deferred replies not yet released")
+    func settledEntries() {
+        var tick = InputLog.Entry(
+            request: ApplyRequest(sequence: 7, time: 0, seed: 0, tag: InputTag.tick, payload: []), sink: nil, enqueuedAt: .now())
+        #expect(!tick.isSettled, "not applied yet")
+        tick.response = []
+        #expect(tick.isSettled)
+        tick.deferred = [DeferredReply(sequence: 3, response: Array("*-1\r\n".utf8))]
+        #expect(!tick.isSettled, "its timed-out reply leaves only when it is released")
+        tick.released = true
+        #expect(tick.isSettled)
+    }
+
     @Test("the set of blocking commands matches any case and nothing else")
     func commandSet() {
         var set = BlockingCommandSet()

@@ -854,7 +854,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         var excess = log.count - configuration.logWindow
         let standbys = self.standbys
         log.trim { first in
-            guard first.released || (first.sink == nil && first.response != nil) else { return false }
+            guard first.isSettled else { return false }
             excess -= 1
             if excess >= 0 { return true }
             let seq = first.request.sequence

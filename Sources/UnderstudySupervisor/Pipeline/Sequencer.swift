@@ -87,6 +87,10 @@ struct InputLog {
         /// The command class, named once (for comparisons and metrics).
         var command: String?
 
+        /// Nothing is left to hand out: released, or an input nobody waits for (a tick) that was applied and
+        /// carries no deferred replies (those leave only with its release, once it is durable).
+        var isSettled: Bool { released || (sink == nil && response != nil && deferred.isEmpty) }
+
         init(request: ApplyRequest, sink: ReplySink?, onPending: PendingSink? = nil, enqueuedAt: NIODeadline) {
             self.request = request
             self.sink = sink
