@@ -283,22 +283,11 @@ struct KVBlockingCommand {
             } else {
                 return .failure(ReplyError(.syntax))
             }
-            var count: Int64 = -1
-            var j = wi + 1
-            while j < a.count {
-                let more = a.count - 1 - j
-                if count == -1 && eq(a[j], "count") && more > 0 {
-                    j += 1
-                    guard let c = RedisNumber.parseInt(a[j]), c >= 1 else {
-                        return .failure(ReplyError(.error("ERR count should be greater than 0")))
-                    }
-                    count = c
-                } else {
-                    return .failure(ReplyError(.syntax))
-                }
-                j += 1
+            let n: Int
+            switch mpopCount(a, from: wi + 1) {
+            case .success(let c): n = Int(clamping: c)
+            case .failure(let e): return .failure(e)
             }
-            let n = Int(clamping: count == -1 ? 1 : count)
             let op: Operation = name == "blmpop" ? .multiPop(left: first, count: n) : .zmultiPop(min: first, count: n)
             return timeout(a[1]).map { KVBlockingCommand(operation: op, keys: Array(a[3..<wi]), timeout: $0) }
         default:

@@ -91,20 +91,11 @@ extension KVStorage {
         let wi = 2 + Int(numkeys)
         let min: Bool
         if eq(a[wi], "min") { min = true } else if eq(a[wi], "max") { min = false } else { return .syntax }
-        var count: Int64 = -1
-        var j = wi + 1
-        while j < a.count {
-            let more = a.count - 1 - j
-            if count == -1 && eq(a[j], "count") && more > 0 {
-                j += 1
-                guard let c = RedisNumber.parseInt(a[j]), c >= 1 else { return .error("ERR count should be greater than 0") }
-                count = c
-            } else {
-                return .syntax
-            }
-            j += 1
+        let n: Int
+        switch mpopCount(a, from: wi + 1) {
+        case .success(let c): n = Int(clamping: c)
+        case .failure(let e): return e.reply
         }
-        let n = Int(clamping: count == -1 ? 1 : count)
         for k in a[2..<wi] {
             switch kind(k, &env) {
             case nil: continue

@@ -342,20 +342,11 @@ extension KVStorage {
         if numkeys > Int64(a.count - 3) { return .syntax }
         let wi = 2 + Int(numkeys)
         guard let left = listEnd(a[wi]) else { return .syntax }
-        var count: Int64 = -1
-        var j = wi + 1
-        while j < a.count {
-            let more = a.count - 1 - j
-            if count == -1 && eq(a[j], "count") && more > 0 {
-                j += 1
-                guard let c = RedisNumber.parseInt(a[j]), c >= 1 else { return .error("ERR count should be greater than 0") }
-                count = c
-            } else {
-                return .syntax
-            }
-            j += 1
+        let count: Int64
+        switch mpopCount(a, from: wi + 1) {
+        case .success(let c): count = c
+        case .failure(let e): return e.reply
         }
-        if count == -1 { count = 1 }
         for k in a[2..<wi] {
             switch kind(k, &env) {
             case nil: continue

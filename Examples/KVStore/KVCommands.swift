@@ -277,4 +277,25 @@ struct ReplyError: Error {
     init(_ reply: Reply) { self.reply = reply }
 }
 
+/// The optional `COUNT n` after the keys of LMPOP, ZMPOP and their blocking forms, read from `start` on: the
+/// count (1 when absent), or the error Redis answers.
+func mpopCount(_ a: [[UInt8]], from start: Int) -> Result<Int64, ReplyError> {
+    var count: Int64 = -1
+    var j = start
+    while j < a.count {
+        let more = a.count - 1 - j
+        if count == -1 && eq(a[j], "count") && more > 0 {
+            j += 1
+            guard let c = RedisNumber.parseInt(a[j]), c >= 1 else {
+                return .failure(ReplyError(.error("ERR count should be greater than 0")))
+            }
+            count = c
+        } else {
+            return .failure(ReplyError(.syntax))
+        }
+        j += 1
+    }
+    return .success(count == -1 ? 1 : count)
+}
+
 let maxStringLength = 512 * 1024 * 1024

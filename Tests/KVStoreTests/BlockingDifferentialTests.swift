@@ -9,18 +9,6 @@ import Glibc
 #endif
 
 extension RESPClient {
-    /// Sends commands without reading replies.
-    func send(_ commands: [[[UInt8]]]) throws {
-        var out: [UInt8] = []
-        for c in commands { Self.encode(c, into: &out) }
-        var sent = 0
-        while sent < out.count {
-            let n = out[sent...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { throw HarnessError("write failed") }
-            sent += n
-        }
-    }
-
     /// The next reply's bytes, or nil when none is complete within `timeoutMillis`.
     func readReply(timeoutMillis: Int32) throws -> [UInt8]? {
         var chunk = [UInt8](repeating: 0, count: 1 << 16)

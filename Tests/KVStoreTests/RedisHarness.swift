@@ -120,8 +120,8 @@ final class RESPClient {
         }
     }
 
-    /// Sends commands and returns each reply's raw bytes.
-    func pipeline(_ commands: [[[UInt8]]]) throws -> [[UInt8]] {
+    /// Sends commands without reading replies.
+    func send(_ commands: [[[UInt8]]]) throws {
         var out: [UInt8] = []
         for c in commands { Self.encode(c, into: &out) }
         var sent = 0
@@ -130,6 +130,11 @@ final class RESPClient {
             if n <= 0 { throw HarnessError("write failed") }
             sent += n
         }
+    }
+
+    /// Sends commands and returns each reply's raw bytes.
+    func pipeline(_ commands: [[[UInt8]]]) throws -> [[UInt8]] {
+        try send(commands)
         var replies: [[UInt8]] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while replies.count < commands.count {
