@@ -48,6 +48,8 @@ extension PostgresJournal {
         _ = try leaseSession.query("""
             UPDATE understudy_lease SET expires_at = clock_timestamp() - interval '1 millisecond' WHERE id = 1 AND epoch = \(Int64(epoch))
             """)
+        // Standbys look at the lease at once instead of at their next quarter-lease check.
+        _ = try leaseSession.query("SELECT pg_notify('understudy_journal', 'lease released')")
     }
 
     /// Listens for commits of other supervisors (`LISTEN`), reconnecting when the connection drops; after each
@@ -66,8 +68,12 @@ extension PostgresJournal {
                     let listening = try connection.eventLoop.submit { () -> Bool in
                         guard !connection.isClosed else { return false }
                         connection.addListener(channel: PostgresJournal.channel) { [weak journal] _, notification in
-                            guard let journal, let sequence = UInt64(notification.payload), sequence > 0 else { return }
-                            journal.announceTail(sequence)
+                            guard let journal else { return }
+                            if notification.payload == "lease released" {
+                                for h in journal.state.withLock({ $0.leaseReleasedHandlers }) { h() }
+                            } else if let sequence = UInt64(notification.payload), sequence > 0 {
+                                journal.announceTail(sequence)
+                            }
                         }
                         return true
                     }.wait()

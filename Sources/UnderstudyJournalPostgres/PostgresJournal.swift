@@ -96,6 +96,7 @@ public final class PostgresJournal: JournalBackend {
         var syncHandlers: [@Sendable (JournalSync) -> Void] = []
         var fencedHandlers: [@Sendable (JournalError) -> Void] = []
         var tailHandlers: [@Sendable (UInt64) -> Void] = []
+        var leaseReleasedHandlers: [@Sendable () -> Void] = []
         var waiters: [(UInt64, CheckedContinuation<Void, any Error>)] = []
         var snapshotRejections: [RecoveryReport.RejectedSnapshot] = []
         var oldestSequence: UInt64 = 1
@@ -247,6 +248,10 @@ public final class PostgresJournal: JournalBackend {
     /// Registers a handler called with the journal's last committed sequence whenever another supervisor commits
     /// (PostgreSQL notifications), and after every reconnection of the listener (to catch up on what it missed).
     public func onTail(_ handler: @escaping @Sendable (UInt64) -> Void) { state.withLock { $0.tailHandlers.append(handler) } }
+
+    /// Registers a handler called when the active supervisor gives the lease up (a clean stop): a standby looks
+    /// at the lease at once.
+    public func onLeaseReleased(_ handler: @escaping @Sendable () -> Void) { state.withLock { $0.leaseReleasedHandlers.append(handler) } }
 
     public func waitDurable(_ sequence: UInt64) async throws {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in

@@ -3,6 +3,7 @@ import PostgresTestSupport
 import Synchronization
 import Testing
 import UnderstudySupervisor
+import UnderstudyWire
 
 #if canImport(Glibc)
 import Glibc
@@ -188,6 +189,33 @@ extension EndToEnd {
             #expect(await eventually(timeout: 10) { (try a.status().replication?.events.map(\.message) ?? []).contains { $0.contains("renewed again") } })
             #expect(try a.status().mode == "active")
             #expect(await a.stop() == 0)
+        }
+
+        @Test("An HTTP service's standby answers 503 with Retry-After; after the active stops cleanly it takes over at once with every account")
+        func httpStandby() async throws {
+            let cluster = try PostgresCluster.start()
+            defer { cluster.destroy() }
+            let dir = try TempDirectory("pg-http")
+            defer { dir.remove() }
+            let journal = ["--journal", cluster.url, "--lease-ms", "60000", "--fsync", "always"]
+            let a = try await SupervisorProcess.start(service: Binaries.ledger1, dataDirectory: dir.path + "/a", arguments: journal)
+            defer { a.cleanup() }
+            let b = try await SupervisorProcess.start(service: Binaries.ledger1, dataDirectory: dir.path + "/b", arguments: journal + ["--standby"])
+            defer { b.cleanup() }
+            let created = try await io {
+                try HTTPClient(host: "127.0.0.1", port: a.port).request("POST", "/accounts", json: ["id": .string("acct-pg"), "balance": .int(42)])
+            }
+            #expect(created.status == 201, "\(created.text)")
+            let refused = try await io { try HTTPClient(host: "127.0.0.1", port: b.port).request("GET", "/accounts/acct-pg") }
+            #expect(refused.status == 503)
+            #expect(refused.headers["retry-after"] == "1")
+            #expect(refused.text.contains("standby"), "\(refused.text)")
+            // A clean stop hands the lease over at once: no waiting for a 60 s lease to run out.
+            #expect(await a.stop() == 0)
+            #expect(await eventually(timeout: 10) { try b.status().mode == "active" })
+            let read = try await io { try HTTPClient(host: "127.0.0.1", port: b.port).request("GET", "/accounts/acct-pg") }
+            #expect(read.status == 200 && read.text.contains("42"), "\(read.status) \(read.text)")
+            #expect(await b.stop() == 0)
         }
 
         @Test("The PostgreSQL primary is stopped hard and its synchronous standby promoted: a supervisor on it has every acknowledged input")

@@ -108,6 +108,10 @@ final class ReplicationController: @unchecked Sendable {
             guard let self else { return }
             loop.execute { self.tailAdvanced(sequence) }
         }
+        journal.onLeaseReleased { [weak self] in
+            guard let self else { return }
+            loop.execute { if self.mode == .standby && !self.stopped { self.watchLease() } }
+        }
         journal.onFenced { [weak self] error in
             guard let self else { return }
             loop.execute { self.takenOver("an append found a newer lease epoch: \(error.message)") }
