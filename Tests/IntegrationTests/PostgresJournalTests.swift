@@ -275,10 +275,11 @@ extension EndToEnd {
             var problems = try await counterProblems(port: s.port, acknowledged: report.acknowledgedIncrements, exact: report.errors == 0)
             #expect(problems.isEmpty, "\(problems.prefix(10))")
             #expect(try s.status().version == "2.0.0")
-            // Snapshots went to the database; a new supervisor (another data directory: nothing local) recovers it all.
+            #expect(await s.stop() == 0)
+            // The final snapshot went to the database; a new supervisor (another data directory: nothing local)
+            // recovers it all.
             let snapshots = try cluster.psql("SELECT count(*) FROM understudy_snapshot_index").trimmingCharacters(in: .whitespacesAndNewlines)
             #expect((Int(snapshots) ?? 0) >= 1)
-            #expect(await s.stop() == 0)
             let again = try await SupervisorProcess.start(service: Binaries.kv2, dataDirectory: dir.path + "/b", arguments: arguments)
             defer { again.cleanup() }
             problems = try await counterProblems(port: again.port, acknowledged: report.acknowledgedIncrements, exact: report.errors == 0)
