@@ -207,7 +207,18 @@ public final class PostgresJournal: JournalBackend {
     public var snapshotRejections: [RecoveryReport.RejectedSnapshot] { state.withLock { $0.snapshotRejections } }
     public var lastSequence: UInt64 { state.withLock { $0.lastSequence } }
     public var durableSequence: UInt64 { state.withLock { $0.committedSequence } }
-    public var oldestSequence: UInt64 { state.withLock { $0.oldestSequence } }
+    /// The oldest record the database still has (another supervisor may have pruned since this one last looked:
+    /// asked of the database, the cached value only when it cannot answer).
+    public var oldestSequence: UInt64 {
+        let cached = state.withLock { ($0.oldestSequence, $0.lastSequence) }
+        guard let rows = try? readerSession.query("SELECT coalesce(min(seq), -1)::bigint FROM understudy_journal").rows,
+              let oldest = try? rows.first?.decode(Int64.self)
+        else { return cached.0 }
+        // No records at all: everything up to the last sequence is in the snapshot.
+        let value = oldest >= 0 ? UInt64(oldest) : cached.1 + 1
+        state.withLock { $0.oldestSequence = max($0.oldestSequence, min(value, $0.lastSequence + 1)) }
+        return value
+    }
     /// The lease epoch appends are made under (0 while a standby).
     public var epoch: UInt64 { state.withLock { $0.epoch } }
 

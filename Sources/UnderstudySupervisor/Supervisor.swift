@@ -321,7 +321,7 @@ public final class Supervisor: Service, Sendable {
                 try? await threadPool.shutdownGracefully()
                 return
             }
-            logger.notice("taken over: restarting as a standby on the same addresses")
+            logger.notice("restarting as a standby on the same addresses (taken over, or fallen behind the journal)")
             next.events = try await loop.submit { core.replication?.events ?? [] }.get()
             _ = try? await loop.flatSubmit { core.stop() }.get()
             try? await core.stopAdmin()

@@ -218,6 +218,47 @@ extension EndToEnd {
             #expect(await b.stop() == 0)
         }
 
+        @Test("A standby stopped while the active pruned the journal past it restarts from the newest snapshot, keeps up, and takes over with everything")
+        func standbyBehindPruning() async throws {
+            let cluster = try PostgresCluster.start()
+            defer { cluster.destroy() }
+            let dir = try TempDirectory("pg-behind")
+            defer { dir.remove() }
+            let journal = ["--journal", cluster.url, "--lease-ms", "\(Self.leaseMs)", "--fsync", "always", "--snapshot-every", "300"]
+            let a = try await SupervisorProcess.start(dataDirectory: dir.path + "/a", arguments: journal, name: "active")
+            defer { a.cleanup() }
+            let b = try await SupervisorProcess.start(dataDirectory: dir.path + "/b", arguments: journal + ["--standby"], name: "standby")
+            defer { b.cleanup() }
+            let load = Load(port: a.port, clients: 3)
+            try await Task.sleep(for: .milliseconds(300))
+            b.rememberChildren()
+            let position = try b.status().lastSequence
+            b.child.signal(SIGSTOP)
+            // The active snapshots and prunes the records the frozen standby has not read.
+            let pruned = await eventually(timeout: 60, every: 0.1) {
+                let oldest = try cluster.psql("SELECT coalesce(min(seq), 0) FROM understudy_journal").trimmingCharacters(in: .whitespacesAndNewlines)
+                return (UInt64(oldest) ?? 0) > position + 1
+            }
+            #expect(pruned)
+            b.child.signal(SIGCONT)
+            #expect(await eventually(timeout: 60) {
+                (try b.status().replication?.events.map(\.message) ?? []).contains { $0.contains("fell behind the journal's pruning") }
+            }, "\(b.stderr.suffix(3000))")
+            #expect(await eventually(timeout: 60) {
+                let (sa, sb) = (try a.status(), try b.status())
+                return sb.mode == "standby" && sb.lastSequence + 2000 >= sa.lastSequence && sb.lastSequence > position
+            })
+            // The active goes; the restarted standby takes over with every acknowledged write.
+            await a.kill9()
+            a.cleanup()
+            let report = try await load.stop()
+            #expect(await eventually(timeout: 30) { try b.status().mode == "active" })
+            let problems = try await counterProblems(port: b.port, acknowledged: report.acknowledgedIncrements, exact: false)
+            #expect(problems.isEmpty, "\(problems.prefix(10))")
+            #expect(report.acknowledgedIncrements.values.reduce(0, +) > 100)
+            #expect(await b.stop() == 0)
+        }
+
         @Test("The PostgreSQL primary is stopped hard and its synchronous standby promoted: a supervisor on it has every acknowledged input")
         func postgresFailover() async throws {
             let primary = try PostgresCluster.start()

@@ -357,7 +357,16 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             var found: [(QuarantineRecord, String)] = []
             var next = journal.oldestSequence
             while next <= journal.lastSequence {
-                let records = try journal.read(from: next, maxCount: 65_536)
+                let records: [JournalRecord]
+                do {
+                    records = try journal.read(from: next, maxCount: 65_536)
+                } catch let error as JournalError where error.code == .sequenceUnavailable {
+                    // Pruned meanwhile by another supervisor (a shared journal): go on from what is kept.
+                    let oldest = journal.oldestSequence
+                    guard oldest > next else { throw error }
+                    next = oldest
+                    continue
+                }
                 guard let last = records.last else { break }
                 for r in records where r.tag == InputTag.quarantine {
                     guard let q = QuarantineRecord(decoding: r.payload) else { continue }

@@ -222,6 +222,13 @@ final class ReplicationController: @unchecked Sendable {
                     self.followTarget = max(self.followTarget, records.last!.sequence)
                     self.pull()
                     self.resolveCatchUp()
+                case .failure(let error as JournalError) where error.code == .sequenceUnavailable && self.mode == .standby:
+                    // The active pruned records this standby had not read (it was stopped or far behind): start
+                    // again from the newest snapshot.
+                    guard !self.demoted else { return }
+                    self.demoted = true
+                    self.note("fell behind the journal's pruning (records from \(from) were removed after a snapshot): restarting from the newest snapshot", level: .warning)
+                    self.onDemoted?()
                 case .failure(let error):
                     self.note("cannot read the journal from \(from): \(error)", level: .error)
                 }
