@@ -74,12 +74,9 @@ extension DemoRunner {
         if let swap = deploy.swap {
             report.swapPauseMillis = Double(swap.pauseMicros) / 1000
             report.swapSteps = swap.stepMicros
-            let loadStartEpoch = Date().timeIntervalSince1970 * 1000 - load.elapsedMillis
-            let swapStart = Double(swap.startedAtMillis) - loadStartEpoch
-            let window = max(200, Double(swap.pauseMicros) / 1000 + 200)
-            report.longestGapDuringSwapMillis = loadReport.longestGap(fromMillis: swapStart - 50, toMillis: swapStart - 50 + window)
-            let baselineEnd = min(deployStartMillis, swapStart - 100)
-            report.longestGapBaselineMillis = loadReport.longestGap(fromMillis: baselineEnd - window, toMillis: baselineEnd)
+            (report.longestGapDuringSwapMillis, report.longestGapBaselineMillis) = Self.gapsAroundSwap(
+                swap, loadElapsedMillis: load.elapsedMillis, deployStartMillis: deployStartMillis,
+                longestGap: loadReport.longestGap(fromMillis:toMillis:))
         }
         let status = try admin.get("/status").decode(SupervisorStatus.self)
         report.primaryVersionAfter = status.version

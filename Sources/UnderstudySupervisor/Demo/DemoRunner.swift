@@ -183,18 +183,28 @@ public struct DemoRunner: Sendable {
         if let swap = deploy.swap {
             report.swapPauseMillis = Double(swap.pauseMicros) / 1000
             report.swapSteps = swap.stepMicros
-            let loadStartEpoch = Date().timeIntervalSince1970 * 1000 - load.elapsedMillis
-            let swapStart = Double(swap.startedAtMillis) - loadStartEpoch
-            let window = max(200, Double(swap.pauseMicros) / 1000 + 200)
-            report.longestGapDuringSwapMillis = loadReport.longestGap(fromMillis: swapStart - 50, toMillis: swapStart - 50 + window)
-            let baselineEnd = min(deployStartMillis, swapStart - 100)
-            report.longestGapBaselineMillis = loadReport.longestGap(fromMillis: baselineEnd - window, toMillis: baselineEnd)
+            (report.longestGapDuringSwapMillis, report.longestGapBaselineMillis) = Self.gapsAroundSwap(
+                swap, loadElapsedMillis: load.elapsedMillis, deployStartMillis: deployStartMillis,
+                longestGap: loadReport.longestGap(fromMillis:toMillis:))
         }
         let status = try admin.get("/status").decode(SupervisorStatus.self)
         report.primaryVersionAfter = status.version
         report.discrepancies = status.discrepancies
         report.predictor = try? admin.get("/predictions").decode(PredictionSnapshot.self).report
         return report
+    }
+
+    /// The longest gap a client saw around the swap (from just before it began to 200 ms past its pause), and
+    /// in a window as long before the deploy began (the baseline), in milliseconds.
+    static func gapsAroundSwap(
+        _ swap: SwapRecord, loadElapsedMillis: Double, deployStartMillis: Double,
+        longestGap: (_ fromMillis: Double, _ toMillis: Double) -> Double
+    ) -> (duringSwap: Double, baseline: Double) {
+        let loadStartEpoch = Date().timeIntervalSince1970 * 1000 - loadElapsedMillis
+        let swapStart = Double(swap.startedAtMillis) - loadStartEpoch
+        let window = max(200, Double(swap.pauseMicros) / 1000 + 200)
+        let baselineEnd = min(deployStartMillis, swapStart - 100)
+        return (longestGap(swapStart - 50, swapStart - 50 + window), longestGap(baselineEnd - window, baselineEnd))
     }
 
     /// The report as text.
