@@ -156,7 +156,6 @@ extension PostgresJournal {
         let bytes = batch.reduce(0) { $0 + $1.payload.count }
         let (durable, sync, ready) = state.withLock { s -> ([@Sendable (UInt64) -> Void], [@Sendable (JournalSync) -> Void], [CheckedContinuation<Void, any Error>]) in
             s.unconfirmed.removeFirst(batch.count)
-            s.unconfirmedBytes -= bytes
             s.committedSequence = last
             var ready: [CheckedContinuation<Void, any Error>] = []
             s.waiters.removeAll { w in
@@ -180,7 +179,6 @@ extension PostgresJournal {
         let (handlers, waiters) = state.withLock { s -> ([@Sendable (JournalError) -> Void], [(UInt64, CheckedContinuation<Void, any Error>)]) in
             s.failure = error
             s.unconfirmed = []
-            s.unconfirmedBytes = 0
             s.lastSequence = s.committedSequence
             let w = s.waiters
             s.waiters = []
@@ -208,14 +206,7 @@ extension PostgresJournal {
     @discardableResult
     public func activate(epoch: UInt64) throws -> UInt64 {
         let tail = try databaseTail()
-        state.withLock { s in
-            s.epoch = epoch
-            s.failure = nil
-            s.unconfirmed = []
-            s.unconfirmedBytes = 0
-            s.lastSequence = tail
-            s.committedSequence = tail
-        }
+        continueFromTail(tail, epoch: epoch)
         return tail
     }
 
@@ -226,15 +217,19 @@ extension PostgresJournal {
     @discardableResult
     public func demote() throws -> UInt64 {
         let tail = try databaseTail()
+        continueFromTail(tail, epoch: 0)
+        return tail
+    }
+
+    /// Appends continue after `tail` under `epoch` (0: none); nothing unconfirmed is kept.
+    private func continueFromTail(_ tail: UInt64, epoch: UInt64) {
         state.withLock { s in
-            s.epoch = 0
+            s.epoch = epoch
             s.failure = nil
             s.unconfirmed = []
-            s.unconfirmedBytes = 0
             s.lastSequence = tail
             s.committedSequence = tail
         }
-        return tail
     }
 
     /// A standby learned that the journal reaches `sequence` (it applies the records itself; nothing is appended).

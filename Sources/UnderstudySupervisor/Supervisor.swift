@@ -293,8 +293,7 @@ public final class Supervisor: Service, Sendable {
             } catch {
                 _ = try? await loop.flatSubmit { core.stop() }.get()
                 try? await core.stopAdmin()
-                try? await group.shutdownGracefully()
-                try? await threadPool.shutdownGracefully()
+                await shutDownThreads()
                 throw error
             }
             let ready = try await core.readyInfo()
@@ -317,8 +316,7 @@ public final class Supervisor: Service, Sendable {
                     // Hand over at once: the standby need not wait for the lease to run out.
                     _ = try? await threadPool.runIfActive(eventLoop: loop) { try postgres.releaseLease(epoch: epoch) }.get()
                 }
-                try? await group.shutdownGracefully()
-                try? await threadPool.shutdownGracefully()
+                await shutDownThreads()
                 return
             }
             logger.notice("restarting as a standby on the same addresses (taken over, or fallen behind the journal)")
@@ -330,6 +328,12 @@ public final class Supervisor: Service, Sendable {
             next.epoch = 0
             setup = next
         }
+    }
+
+    /// Ends the event loop and the thread pool (the supervisor is done).
+    private func shutDownThreads() async {
+        try? await group.shutdownGracefully()
+        try? await threadPool.shutdownGracefully()
     }
 
     /// The role a supervisor over a PostgreSQL journal starts in: a standby when asked (`--standby`), otherwise

@@ -21,7 +21,7 @@ public final class HTTPLoadGenerator: Sendable {
     }
 
     /// What the clients saw.
-    public struct Report: Sendable {
+    public struct Report: Sendable, ClientGapRecord {
         public var requests = 0
         /// Responses 5xx and requests that never got a response.
         public var errors = 0
@@ -40,10 +40,6 @@ public final class HTTPLoadGenerator: Sendable {
             public var amount: Int64
         }
 
-        /// The longest gap that ended between two instants (milliseconds since the load started).
-        public func longestGap(fromMillis: Double, toMillis: Double) -> Double {
-            gaps.filter { $0.0 >= fromMillis && $0.0 < toMillis }.map(\.1).max() ?? 0
-        }
     }
 
     let configuration: Configuration

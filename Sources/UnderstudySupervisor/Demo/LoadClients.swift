@@ -42,3 +42,16 @@ final class LoadClients<Report: Sendable>: Sendable {
         return (results.withLock { $0 }, Date().timeIntervalSince(t0))
     }
 }
+
+/// A load report's record of the gaps its clients saw between replies.
+public protocol ClientGapRecord {
+    /// (when the gap ended, in milliseconds since the load started; how long it was, in milliseconds).
+    var gaps: [(Double, Double)] { get }
+}
+
+extension ClientGapRecord {
+    /// The longest gap whose end falls in [from, to) milliseconds since the load started.
+    public func longestGap(fromMillis: Double, toMillis: Double) -> Double {
+        gaps.filter { $0.0 >= fromMillis && $0.0 < toMillis }.map(\.1).max() ?? 0
+    }
+}

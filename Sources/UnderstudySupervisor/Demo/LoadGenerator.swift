@@ -25,7 +25,7 @@ public final class LoadGenerator: Sendable {
     }
 
     /// What happened.
-    public struct Report: Sendable {
+    public struct Report: Sendable, ClientGapRecord {
         /// Replies received.
         public var requests = 0
         /// Error replies and connection failures.
@@ -43,10 +43,6 @@ public final class LoadGenerator: Sendable {
         /// Seconds the run lasted.
         public var seconds: Double = 0
 
-        /// The longest gap whose end falls in [from, to) ms since start.
-        public func longestGap(fromMillis: Double, toMillis: Double) -> Double {
-            gaps.filter { $0.0 >= fromMillis && $0.0 < toMillis }.map(\.1).max() ?? 0
-        }
     }
 
     let configuration: Configuration

@@ -219,7 +219,6 @@ final class ReplicationController: @unchecked Sendable {
                     }
                     self.pipeline.adoptFollowed(records)
                     if self.mode == .standby { journal.adoptTail(self.pipeline.lastSequence) }
-                    self.followTarget = max(self.followTarget, records.last!.sequence)
                     self.pull()
                     self.resolveCatchUp()
                 case .failure(let error as JournalError) where error.code == .sequenceUnavailable && self.mode == .standby:
