@@ -57,7 +57,9 @@ extension PostgresJournal {
     ///
     /// A thread, not a task: it must not depend on the cooperative pool (blocking callers may fill it).
     func startListener() {
+        let exited = listenerExited
         let thread = Thread { [weak self] in
+            defer { exited.signal() }
             var delay = 0.1
             while let journal = self {
                 if journal.state.withLock({ $0.closed }) { return }
@@ -79,12 +81,12 @@ extension PostgresJournal {
                     }.wait()
                     let kept = listening && journal.state.withLock { s -> Bool in
                         guard !s.closed else { return false }
-                        if let old = s.listener { PostgresSession.release(old) }
+                        if let old = s.listener { PostgresSession.release(old) }  // a dropped one: its group lives on
                         s.listener = connection
                         return true
                     }
                     guard kept else {
-                        PostgresSession.release(connection)
+                        PostgresSession.closeAndWait(connection)
                         if journal.state.withLock({ $0.closed }) { return }
                         throw JournalError(.database, "the listener's connection closed at once")
                     }

@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import Logging
 import NIOCore
@@ -75,6 +76,8 @@ public final class PostgresJournal: JournalBackend {
     let leaseSession: PostgresSession
     let state: Mutex<State>
     let condition = NSCondition()
+    /// Signalled when the listener thread ends.
+    let listenerExited = DispatchSemaphore(value: 0)
     public let recoveryReport: RecoveryReport
 
     struct State {
@@ -84,14 +87,11 @@ public final class PostgresJournal: JournalBackend {
         var committedSequence: UInt64
         /// Appended, not yet known committed, in order.
         var unconfirmed: [JournalRecord] = []
-        /// Bytes of payload in `unconfirmed`.
-        var unconfirmedBytes = 0
         /// The lease epoch appends are made under (0: none — a standby).
         var epoch: UInt64 = 0
         var failure: JournalError?
         var closing = false
         var closed = false
-        var wakePending = false
         var durableHandlers: [@Sendable (UInt64) -> Void] = []
         var syncHandlers: [@Sendable (JournalSync) -> Void] = []
         var fencedHandlers: [@Sendable (JournalError) -> Void] = []
@@ -237,8 +237,6 @@ public final class PostgresJournal: JournalBackend {
             }
             s.lastSequence = record.sequence
             s.unconfirmed.append(record)
-            s.unconfirmedBytes += record.payload.count
-            s.wakePending = true
         }
         if wakeWriter { self.wakeWriter() }
     }
@@ -370,13 +368,15 @@ public final class PostgresJournal: JournalBackend {
             s.closed = true
             let w = s.waiters
             s.waiters = []
-            let listener = s.listener
-            s.listener = nil
-            if let listener { PostgresSession.release(listener) }
             return w
         }
         for (_, c) in waiters { c.resume(throwing: JournalError(.closed, "the journal is closed")) }
         wakeWriter()
+        // The listener thread ends once its connection is closed; it must be gone before the event loops are.
+        if let listener = state.withLock({ s -> PostgresConnection? in defer { s.listener = nil }; return s.listener }) {
+            PostgresSession.closeAndWait(listener)
+        }
+        _ = listenerExited.wait(timeout: .now() + 10)
         for session in [writerSession, readerSession, snapshotSession, leaseSession] { session.close() }
         try? group.syncShutdownGracefully()
     }

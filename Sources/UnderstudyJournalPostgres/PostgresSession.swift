@@ -81,9 +81,19 @@ final class PostgresSession: Sendable {
     }
 
     /// Closes `c` without waiting; the connection is kept until it is closed (PostgresNIO requires it).
-    static func release(_ c: PostgresConnection) {
+    @discardableResult
+    static func release(_ c: PostgresConnection) -> EventLoopFuture<Void> {
         let closed: EventLoopFuture<Void> = c.close()
         closed.whenComplete { _ in withExtendedLifetime(c) {} }
+        return closed
+    }
+
+    /// Closes `c` and waits (at most two seconds) until it is closed: before its event loop group shuts down, a
+    /// close still in flight would be a promise left unfulfilled.
+    static func closeAndWait(_ c: PostgresConnection) {
+        let done = DispatchSemaphore(value: 0)
+        release(c).whenComplete { _ in done.signal() }
+        _ = done.wait(timeout: .now() + 2)
     }
 
     /// Runs one statement and collects its rows (at most 30 s: then the connection is dropped).
@@ -121,10 +131,10 @@ final class PostgresSession: Sendable {
         return try result.withLock { $0! }.get()
     }
 
-    /// Closes the connection, if open.
+    /// Closes the connection, if open, and waits for it to close.
     func close() {
         connection.withLock { current in
-            if let c = current { PostgresSession.release(c) }
+            if let c = current { PostgresSession.closeAndWait(c) }
             current = nil
         }
     }
