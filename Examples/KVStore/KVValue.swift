@@ -251,17 +251,22 @@ public struct KVSet: Sendable {
 }
 
 /// One Redis value.
+///
+/// The collection cases are `indirect` (boxed), so a value is one word wide whatever its type and the
+/// millions of small strings a keyspace holds cost no padding for the rare collection. Code that mutates
+/// a collection in place takes it out of the value and sets the value to nil first, which releases the
+/// box and leaves the collection's storage uniquely referenced (no copy).
 public enum KVValue: Sendable, StateValue {
     /// A string (binary-safe bytes).
     case string([UInt8])
     /// A list.
-    case list(KVList)
+    indirect case list(KVList)
     /// A hash.
-    case hash(KVHash)
+    indirect case hash(KVHash)
     /// A set.
-    case set(KVSet)
+    indirect case set(KVSet)
     /// A sorted set.
-    case zset(KVSortedSet)
+    indirect case zset(KVSortedSet)
 
     /// The name TYPE reports.
     public var typeName: String {

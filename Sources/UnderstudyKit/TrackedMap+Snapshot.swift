@@ -1,4 +1,3 @@
-import HashTreeCollections
 import UnderstudyWire
 
 // The per-entry snapshot loops. They are `@inlinable` and reached through the `StateValue`
@@ -15,11 +14,14 @@ extension TrackedMap {
     /// so the bytes are exactly those of `writeBytes(key); writeBytes(value.canonicalBytes)`.
     @inlinable
     func appendSnapshotEntries(to writer: inout ByteWriter) {
-        for (key, entry) in storage {
-            writer.writeBytes(key)
+        storage.forEach { key, value in
+            key.withBytes { bytes in
+                writer.writeVarint(UInt64(bytes.count))
+                writer.bytes.append(contentsOf: bytes)
+            }
             let lengthAt = writer.bytes.count
             writer.bytes.append(0)
-            entry.value.encode(to: &writer)
+            value.encode(to: &writer)
             let length = writer.bytes.count &- lengthAt &- 1
             if length < 0x80 {
                 writer.bytes[lengthAt] = UInt8(truncatingIfNeeded: length)
@@ -52,12 +54,11 @@ extension TrackedMap {
                 throw DecodingError("\(reader.remaining) trailing bytes after \(Value.self)")
             }
             o += valueLength
-            let h = entryHash(key: key, value: value)
             let b = bucket(of: key)
-            if let old = storage.updateValue(Entry(value: value, hash: h), forKey: key) {
-                buckets[b] &-= old.hash
+            if let old = storage.updateValue(value, forKey: TrackedKey(key)) {
+                buckets[b] &-= entryHash(key: key, value: old)
             }
-            buckets[b] &+= h
+            buckets[b] &+= entryHash(key: key, value: value)
         }
     }
 }

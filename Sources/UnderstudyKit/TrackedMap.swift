@@ -1,4 +1,3 @@
-import HashTreeCollections
 import UnderstudyWire
 
 /// The number of digest buckets every tracked state reports.
@@ -7,25 +6,19 @@ public let digestBucketCount = 4096
 /// A keyed map with O(1) copy that records the keys each request touches and keeps an
 /// incrementally maintained digest.
 ///
-/// Storage is a persistent hash tree (`TreeDictionary`), so copying a map — for a snapshot or a
-/// validation fork — shares structure instead of copying entries. Every write updates the bucket
-/// digest of its key: bucket `b` holds the wrapping sum of `entryHash(key, value)` over the keys
-/// in `b`, so two processes with the same logical contents report identical buckets, whatever
-/// order the writes came in.
+/// Storage is a persistent counted B+tree (``OrderedTree``), so copying a map — for a snapshot or a
+/// validation fork — shares structure instead of copying entries, and the map is ordered and
+/// sampleable: entries are kept in ``position(of:)`` order (a stable hash of the key), so a cursor
+/// (``scan(from:count:)``) resumes in O(log n), a uniformly random entry (``entry(atRank:)``) costs
+/// O(log n), and every process iterates the same entries in the same order. Keys of up to 15 bytes are
+/// stored inline. Every write updates the bucket digest of its key: bucket `b` holds the wrapping sum
+/// of `entryHash(key, value)` over the keys in `b`, so two processes with the same logical contents
+/// report identical buckets, whatever order the writes came in.
 public struct TrackedMap<Value: StateValue>: Sendable {
-    @usableFromInline struct Entry: Sendable {
-        @usableFromInline var value: Value
-        @usableFromInline var hash: UInt64
-        @inlinable init(value: Value, hash: UInt64) {
-            self.value = value
-            self.hash = hash
-        }
-    }
-
     /// The map's name; part of every entry's hash and of snapshots.
     public let name: String
     @usableFromInline let nameSeed: UInt64
-    @usableFromInline var storage: TreeDictionary<[UInt8], Entry>
+    @usableFromInline var storage: OrderedTree<TrackedKey, Value>
     @usableFromInline var buckets: [UInt64]
     @usableFromInline var touchedLog: [[UInt8]] = []
     @usableFromInline var writtenLog: [[UInt8]] = []
@@ -37,7 +30,7 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     public init(name: String) {
         self.name = name
         self.nameSeed = StableHasher.hash(Array(name.utf8))
-        self.storage = [:]
+        self.storage = OrderedTree()
         self.buckets = Array(repeating: 0, count: digestBucketCount)
     }
 
@@ -46,6 +39,13 @@ public struct TrackedMap<Value: StateValue>: Sendable {
 
     /// True when the map holds no keys.
     @inlinable public var isEmpty: Bool { storage.isEmpty }
+
+    /// A key's position in every map's order: a stable 63-bit hash of its bytes, never 0 (so 0 can
+    /// start and end a cursor). The same in every process, version and map.
+    @inlinable public static func position(of key: [UInt8]) -> UInt64 {
+        let h = StableHasher.hash(key, seed: 0x5343_414E) >> 1
+        return h == 0 ? 1 : h
+    }
 
     /// The digest bucket a key belongs to (depends on the map name and key only).
     @inlinable public func bucket(of key: [UInt8]) -> Int {
@@ -74,18 +74,18 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     /// Reads a key and records it as touched.
     @inlinable public mutating func get(_ key: [UInt8]) -> Value? {
         noteTouched(key)
-        return storage[key]?.value
+        return storage[TrackedKey(key)]
     }
 
     /// Reads a key without recording it (for code outside request handling).
     @inlinable public func peek(_ key: [UInt8]) -> Value? {
-        storage[key]?.value
+        storage[TrackedKey(key)]
     }
 
     /// True when the key exists (recorded as touched).
     @inlinable public mutating func contains(_ key: [UInt8]) -> Bool {
         noteTouched(key)
-        return storage[key] != nil
+        return storage[TrackedKey(key)] != nil
     }
 
     /// Reads or writes a key; a write of nil removes it. Both record the key.
@@ -98,17 +98,22 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     @inlinable @discardableResult
     public mutating func set(_ key: [UInt8], _ value: Value?) -> Value? {
         noteWritten(key)
+        return store(key, TrackedKey(key), value)
+    }
+
+    /// Stores without recording; keeps the bucket digest exact.
+    @inlinable @discardableResult
+    mutating func store(_ key: [UInt8], _ tracked: TrackedKey, _ value: Value?) -> Value? {
         let b = bucket(of: key)
-        let old: Entry?
+        let old: Value?
         if let value {
-            let h = entryHash(key: key, value: value)
-            old = storage.updateValue(Entry(value: value, hash: h), forKey: key)
-            buckets[b] &+= h
+            old = storage.updateValue(value, forKey: tracked)
+            buckets[b] &+= entryHash(key: key, value: value)
         } else {
-            old = storage.removeValue(forKey: key)
+            old = storage.removeValue(forKey: tracked)
         }
-        if let old { buckets[b] &-= old.hash }
-        return old?.value
+        if let old { buckets[b] &-= entryHash(key: key, value: old) }
+        return old
     }
 
     /// Removes a key; returns the old value.
@@ -124,15 +129,11 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     /// a large collection value is mutated without a copy.
     @inlinable @discardableResult
     public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) -> R) -> R {
-        let b = bucket(of: key)
-        var value: Value?
-        var oldHash: UInt64?
-        if let oldEntry = storage.removeValue(forKey: key) {
-            oldHash = oldEntry.hash
-            value = oldEntry.value
-        }
+        let tracked = TrackedKey(key)
+        var value = storage.removeValue(forKey: tracked)
+        let oldHash = value.map { entryHash(key: key, value: $0) }
         let result = body(&value)
-        finishUpdate(key, bucket: b, oldHash: oldHash, value: value)
+        finishUpdate(key, tracked, oldHash: oldHash, value: value)
         return result
     }
 
@@ -140,25 +141,26 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     /// entry as it was (the old value is kept aside for that, so collection values are copied once).
     @inlinable @discardableResult
     public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) throws -> R) throws -> R {
-        let b = bucket(of: key)
-        let oldEntry = storage.removeValue(forKey: key)
-        var value = oldEntry?.value
+        let tracked = TrackedKey(key)
+        let oldValue = storage.removeValue(forKey: tracked)
+        var value = oldValue
         let result: R
         do {
             result = try body(&value)
         } catch {
-            if let oldEntry { storage[key] = oldEntry }
+            if let oldValue { storage.updateValue(oldValue, forKey: tracked) }
             throw error
         }
-        finishUpdate(key, bucket: b, oldHash: oldEntry?.hash, value: value)
+        finishUpdate(key, tracked, oldHash: oldValue.map { entryHash(key: key, value: $0) }, value: value)
         return result
     }
 
-    @inlinable mutating func finishUpdate(_ key: [UInt8], bucket b: Int, oldHash: UInt64?, value: Value?) {
+    @inlinable mutating func finishUpdate(_ key: [UInt8], _ tracked: TrackedKey, oldHash: UInt64?, value: Value?) {
+        let b = bucket(of: key)
         if let oldHash { buckets[b] &-= oldHash }
         if let value {
             let h = entryHash(key: key, value: value)
-            storage[key] = Entry(value: value, hash: h)
+            storage.updateValue(value, forKey: tracked)
             buckets[b] &+= h
             if h != oldHash { noteWritten(key) } else { noteTouched(key) }
         } else if oldHash != nil {
@@ -171,25 +173,61 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     /// Removes every key, recording each as written.
     public mutating func removeAll() {
         if recording {
-            for k in storage.keys { writtenLog.append(k); touchedLog.append(k) }
+            for (k, _) in storage.entries() {
+                let bytes = k.bytes
+                writtenLog.append(bytes)
+                touchedLog.append(bytes)
+            }
         }
-        storage = [:]
+        storage.removeAll()
         buckets = Array(repeating: 0, count: digestBucketCount)
     }
 
-    /// The keys, in no particular order.
-    public var keys: some Collection<[UInt8]> { storage.keys }
+    /// The keys, in ``position(of:)`` order.
+    public var keys: some Sequence<[UInt8]> { storage.entries().lazy.map { $0.key.bytes } }
 
-    /// Calls `body` for every entry, in no particular order.
+    /// Calls `body` for every entry, in ``position(of:)`` order.
     @inlinable public func forEach(_ body: ([UInt8], Value) throws -> Void) rethrows {
-        for (k, e) in storage { try body(k, e.value) }
+        try storage.forEach { k, v in try body(k.bytes, v) }
+    }
+
+    /// The entry at a rank in ``position(of:)`` order (not recorded). Precondition: `0 <= rank < count`.
+    ///
+    /// A uniformly random entry is the entry at a random rank: O(log n).
+    @inlinable public func entry(atRank rank: Int) -> (key: [UInt8], value: Value) {
+        let (k, v) = storage.entry(atRank: rank)
+        return (k.bytes, v)
+    }
+
+    /// The entries in ``position(of:)`` order whose position is at least `cursor` (not recorded),
+    /// starting at the first such entry; O(log n) to start, then O(1) per entry.
+    @inlinable public func entries(fromPosition cursor: UInt64) -> some Sequence<(key: [UInt8], value: Value)> {
+        storage.entries(from: TrackedKey(position: cursor, bytes: []))
+            .lazy.map { (key: $0.key.bytes, value: $0.value) }
+    }
+
+    /// One step of a cursor over the keys, with the guarantees of Redis's SCAN: a key present for the
+    /// whole iteration is returned at least once; a cursor stays valid across any writes (and across
+    /// processes, since the order is the same everywhere). Returns at least `count` keys with a position
+    /// ≥ `cursor` when that many remain (more when several keys share the last position), and the
+    /// cursor to continue from: 0 when the iteration is complete.
+    public func scan(from cursor: UInt64, count: Int) -> (keys: [[UInt8]], next: UInt64) {
+        var keys: [[UInt8]] = []
+        var lastPosition: UInt64 = 0
+        let wanted = Swift.max(1, count)
+        for (k, _) in storage.entries(from: TrackedKey(position: cursor, bytes: [])) {
+            if keys.count >= wanted && k.position != lastPosition { return (keys, k.position) }
+            keys.append(k.bytes)
+            lastPosition = k.position
+        }
+        return (keys, 0)
     }
 
     /// The bucket digests.
     public var bucketDigests: [UInt64] { buckets }
 
     /// The entry hash stored for a key, if present (the hash that drill-downs report).
-    public func valueHash(of key: [UInt8]) -> UInt64? { storage[key]?.hash }
+    public func valueHash(of key: [UInt8]) -> UInt64? { peek(key).map { entryHash(key: key, value: $0) } }
 
     /// Takes the keys touched and written since the last call.
     public mutating func drainTouched() -> (touched: [[UInt8]], written: [[UInt8]]) {

@@ -59,8 +59,9 @@ struct DrillDownCollector: TrackedMapVisitor {
     let wanted: Set<Int>
     var entries: [KeyHash] = []
     mutating func visit<Value: StateValue>(_ map: TrackedMap<Value>) {
-        for (k, e) in map.storage where wanted.contains(map.bucket(of: k)) {
-            entries.append(KeyHash(key: MapKey(map: map.name, key: k), valueHash: e.hash))
+        map.forEach { k, v in
+            guard wanted.contains(map.bucket(of: k)) else { return }
+            entries.append(KeyHash(key: MapKey(map: map.name, key: k), valueHash: map.entryHash(key: k, value: v)))
         }
     }
 }
