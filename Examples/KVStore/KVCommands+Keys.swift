@@ -53,10 +53,7 @@ extension KVStorage {
     }
 
     /// The stable position of a key in SCAN order (never 0, which starts and ends a scan).
-    static func scanPosition(_ key: [UInt8]) -> UInt64 {
-        let h = StableHasher.hash(key, seed: 0x5343_414E) >> 1
-        return h == 0 ? 1 : h
-    }
+    static func scanPosition(_ key: [UInt8]) -> UInt64 { TrackedKey.position(of: key) }
 
     mutating func cmdScan(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
         guard let cursor = parseCursor(a[1]) else { return .error("ERR invalid cursor") }

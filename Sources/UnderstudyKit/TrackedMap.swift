@@ -42,10 +42,7 @@ public struct TrackedMap<Value: StateValue>: Sendable {
 
     /// A key's position in every map's order: a stable 63-bit hash of its bytes, never 0 (so 0 can
     /// start and end a cursor). The same in every process, version and map.
-    @inlinable public static func position(of key: [UInt8]) -> UInt64 {
-        let h = StableHasher.hash(key, seed: 0x5343_414E) >> 1
-        return h == 0 ? 1 : h
-    }
+    @inlinable public static func position(of key: [UInt8]) -> UInt64 { TrackedKey.position(of: key) }
 
     /// The digest bucket a key belongs to (depends on the map name and key only).
     @inlinable public func bucket(of key: [UInt8]) -> Int {
