@@ -78,19 +78,12 @@ extension KVStorage {
                 return .syntax
             }
         }
-        var candidates: [(UInt64, [UInt8])] = []
-        forEachKey { k, _, _ in
-            let p = Self.scanPosition(k)
-            if p >= cursor { candidates.append((p, k)) }
-        }
-        candidates.sort { $0.0 != $1.0 ? $0.0 < $1.0 : bytesLess($0.1, $1.1) }
-        var taken = min(count, candidates.count)
-        while taken < candidates.count && taken > 0 && candidates[taken].0 == candidates[taken - 1].0 { taken += 1 }
-        let next: UInt64 = taken < candidates.count ? candidates[taken].0 : 0
+        // O(log n + count): the keyspace is kept in position order, so the cursor is where to resume.
+        let (page, next) = scanKeys(from: cursor, count: count)
         var keys: [[UInt8]] = []
         let all = pattern == nil || pattern! == [UInt8(ascii: "*")]
         let typeName = type.map { lower($0) }
-        for (_, k) in candidates.prefix(taken) {
+        for k in page {
             guard let (v, exp) = read(k) else { continue }
             if exp != kvNoExpiry && env.now > exp {
                 delete(k)
@@ -119,19 +112,19 @@ extension KVStorage {
         }
     }
 
+    /// A uniformly random live key (O(log n) per pick): as Redis does, an expired pick is deleted and another
+    /// drawn. The randomness is journaled, so every replica picks the same key.
     mutating func cmdRandomkey(_ env: inout KVEnvironment) -> Reply {
-        let seed = env.context.random.next()
-        var best: [UInt8]? = nil
-        var bestHash: UInt64 = 0
-        forEachKey { k, _, exp in
-            if exp != kvNoExpiry && env.now > exp { return }
-            let h = StableHasher.hash(k, seed: seed)
-            if best == nil || h < bestHash || (h == bestHash && bytesLess(k, best!)) {
-                best = k
-                bestHash = h
+        while keyCount > 0 {
+            let k = key(atRank: Int(env.context.random.next() % UInt64(keyCount)))
+            let exp = peekExpiry(k)
+            if exp != kvNoExpiry && env.now > exp {
+                delete(k)
+                continue
             }
+            return .bulk(k)
         }
-        return .bulk(best)
+        return .null
     }
 
     mutating func expireGeneric(_ a: [[UInt8]], base: Int64, seconds: Bool, name: String, _ env: inout KVEnvironment) -> Reply {

@@ -25,6 +25,12 @@ public protocol KVStorage: TrackedState {
     var keyCount: Int { get }
     /// Visits every key with its value and expiry, in no particular order.
     func forEachKey(_ body: ([UInt8], KVValue, Int64) -> Void)
+    /// One step of a cursor over the keys (expired ones included), in the keyspace's stable position order:
+    /// at least `count` keys from `cursor` when that many remain, and the cursor to continue from (0 at the end).
+    /// O(log n + count).
+    func scanKeys(from cursor: UInt64, count: Int) -> (keys: [[UInt8]], next: UInt64)
+    /// The key at a rank in the same order (not recorded); `rank < keyCount`. O(log n).
+    func key(atRank rank: Int) -> [UInt8]
     /// Visits keys that carry an expiry, in no particular order.
     func forEachVolatileKey(_ body: ([UInt8], Int64) -> Void)
     /// Removes everything.
@@ -133,6 +139,12 @@ public struct KVStateV1: KVStorage {
     }
 
     public var keyCount: Int { data.count }
+
+    public func scanKeys(from cursor: UInt64, count: Int) -> (keys: [[UInt8]], next: UInt64) {
+        data.scan(from: cursor, count: count)
+    }
+
+    public func key(atRank rank: Int) -> [UInt8] { data.entry(atRank: rank).key }
 
     public func forEachKey(_ body: ([UInt8], KVValue, Int64) -> Void) {
         data.forEach { k, v in body(k, v, expires.peek(k) ?? kvNoExpiry) }
@@ -312,6 +324,12 @@ public struct KVStateV2: KVStorage {
     }
 
     public var keyCount: Int { entries.count }
+
+    public func scanKeys(from cursor: UInt64, count: Int) -> (keys: [[UInt8]], next: UInt64) {
+        entries.scan(from: cursor, count: count)
+    }
+
+    public func key(atRank rank: Int) -> [UInt8] { entries.entry(atRank: rank).key }
 
     public func forEachKey(_ body: ([UInt8], KVValue, Int64) -> Void) {
         entries.forEach { k, e in body(k, e.value, e.expireAt) }
