@@ -127,6 +127,13 @@ public struct KVBlocking: Sendable {
         return request
     }
 
+    /// The blocked request of a connection (a connection blocks at most once at a time), if any.
+    func sequence(ofConnection connection: Int64) -> UInt64? {
+        var found: UInt64?
+        requests.forEach { k, r in if r.connection == connection { found = min(found ?? .max, Self.sequence(k)) } }
+        return found
+    }
+
     /// Forgets the requests of a connection that closed.
     mutating func remove(connection: Int64) {
         guard !requests.isEmpty else { return }

@@ -20,7 +20,7 @@ extension KVStorage {
             return db == 0 ? .ok : .error("ERR DB index is out of range")
         case "hello": return cmdHello(a)
         case "command": return cmdCommand(a, &env)
-        case "client": return cmdClient(a)
+        case "client": return cmdClient(a, &env)
         case "info": return cmdInfo(a, &env)
         case "config": return configCommand(a)
         case "dbsize": return .integer(Int64(keyCount))
@@ -111,9 +111,11 @@ extension KVStorage {
         }
     }
 
-    func cmdClient(_ a: [[UInt8]]) -> Reply {
+    mutating func cmdClient(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
         let sub = lower(a[1])
         switch sub {
+        case "unblock":
+            return cmdClientUnblock(a, &env)
         case "setname":
             if a.count != 3 { return .arity("client|setname") }
             if a[2].contains(where: { $0 < 33 || $0 > 126 }) {
@@ -131,6 +133,28 @@ extension KVStorage {
         default:
             return .error("ERR unknown subcommand '\(String(decoding: a[1].prefix(128), as: UTF8.self))'. Try CLIENT HELP.")
         }
+    }
+
+    /// `CLIENT UNBLOCK client-id [TIMEOUT|ERROR]`: the blocked request of that connection (the supervisor's
+    /// `CLIENT ID`, which is also the connection of every input it journals) is answered now, as a timeout (a
+    /// null) or with Redis's UNBLOCKED error; 1 when the client was blocked, else 0. Journaled like any command,
+    /// so every replica unblocks the same request at the same point.
+    mutating func cmdClientUnblock(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
+        if a.count < 3 || a.count > 4 { return .arity("client|unblock") }
+        guard let id = RedisNumber.parseInt(a[2]) else { return .notInteger }
+        var asError = false
+        if a.count == 4 {
+            if eq(a[3], "error") {
+                asError = true
+            } else if !eq(a[3], "timeout") {
+                return .error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
+            }
+        }
+        guard let sequence = blocking.sequence(ofConnection: id) else { return .integer(0) }
+        blocking.remove(sequence)
+        let reply: Reply = asError ? .error("UNBLOCKED client unblocked via CLIENT UNBLOCK") : .nullArray
+        env.context.reply(to: sequence, reply.bytes)
+        return .integer(1)
     }
 
     /// An estimate of the bytes the state occupies: keys, values and per-entry overhead.

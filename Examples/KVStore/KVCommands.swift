@@ -78,7 +78,7 @@ public enum KVCommandTable {
         var t: [String: (Int, Bool)] = [:]
         for (n, a) in [
             ("config|get", -3), ("config|set", -4), ("config|resetstat", 2), ("client|setname", 3),
-            ("client|getname", 2), ("client|id", 2), ("client|info", 2), ("command|count", 2), ("command|info", -2),
+            ("client|getname", 2), ("client|id", 2), ("client|info", 2), ("client|unblock", -3), ("command|count", 2), ("command|info", -2),
             ("command|docs", -2), ("command|list", -2),
         ] { t[n] = (a, false) }
         for (n, a) in [("object|encoding", 3), ("object|freq", 3), ("object|idletime", 3), ("object|refcount", 3),

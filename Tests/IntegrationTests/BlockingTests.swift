@@ -178,6 +178,40 @@ extension EndToEnd {
             #expect(await s.stop() == 0)
         }
 
+        @Test("CLIENT UNBLOCK from another connection answers a blocked client by its CLIENT ID, and what it pipelined runs next")
+        func clientUnblock() async throws {
+            let dir = try TempDirectory("block-unblock")
+            defer { dir.remove() }
+            let s = try await SupervisorProcess.start(dataDirectory: dir.path + "/data")
+            defer { s.cleanup() }
+            let port = s.port
+            let blocked = BlockedClients()
+            let ids: [Int64] = try await io {
+                try (0..<2).map { _ in
+                    let c = try RESPClient(host: "127.0.0.1", port: port, timeoutSeconds: 120)
+                    guard case .integer(let id) = try c.call("CLIENT", "ID") else { throw HarnessError("no CLIENT ID") }
+                    try c.sendRaw(RESPClient.encode(["BLPOP", "never", "0"]) + RESPClient.encode(["PING"]))
+                    blocked.clients.append(c)
+                    return id
+                }
+            }
+            #expect(ids[0] != ids[1])
+            #expect(await eventually(timeout: 30, every: 0.01) { try await blockedClients(port: port) == 2 })
+            let results: [RESPValue] = try await io {
+                let other = try RESPClient(host: "127.0.0.1", port: port, timeoutSeconds: 120)
+                let first = try other.call("CLIENT", "UNBLOCK", String(ids[0]))
+                let second = try other.call("CLIENT", "UNBLOCK", String(ids[1]), "ERROR")
+                let again = try other.call("CLIENT", "UNBLOCK", String(ids[1]))
+                return [first, second, again]
+                    + (try blocked.clients.flatMap { [try $0.readReply(), try $0.readReply()] })
+            }
+            #expect(results == [.integer(1), .integer(1), .integer(0),
+                                .array(nil), .simple("PONG"),
+                                .error("UNBLOCKED client unblocked via CLIENT UNBLOCK"), .simple("PONG")])
+            #expect(try await blockedClients(port: port) == 0)
+            #expect(await s.stop() == 0)
+        }
+
         @Test("a client that disconnects while blocked takes no element pushed later; nothing it pipelined runs; nothing is left behind")
         func disconnect() async throws {
             let dir = try TempDirectory("block-disconnect")

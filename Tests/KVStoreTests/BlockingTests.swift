@@ -108,6 +108,36 @@ struct BlockingTests {
         #expect(rig.engine.state.blocking.count == 0)
     }
 
+    @Test("CLIENT UNBLOCK answers the blocked request of a connection (TIMEOUT: a null; ERROR: UNBLOCKED) and only once",
+          arguments: [false, true])
+    func clientUnblock(version2: Bool) {
+        func check<S: UnderstudyService>(_ service: S) where S.State: KVStorage {
+            var rig = BlockingRig(service)
+            let blocked = rig.run(["BLPOP", "k", "0"], connection: 41)
+            let other = rig.run(["BZPOPMIN", "z", "0"], connection: 42)
+            #expect(blocked.pending && other.pending)
+            // Not blocked, unknown, malformed.
+            #expect(text(rig.plain("CLIENT", "UNBLOCK", "7").response) == ":0\r\n")
+            #expect(text(rig.plain("CLIENT", "UNBLOCK", "x").response) == "-ERR value is not an integer or out of range\r\n")
+            #expect(text(rig.plain("CLIENT", "UNBLOCK", "41", "LATER").response)
+                    == "-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n")
+            // TIMEOUT (the default): the blocked client gets a null array, as if its timeout had passed.
+            let unblock = rig.plain("CLIENT", "UNBLOCK", "41")
+            #expect(text(unblock.response) == ":1\r\n")
+            #expect(same(deferred(unblock), [(blocked.sequence, "*-1\r\n")]))
+            #expect(text(rig.plain("CLIENT", "UNBLOCK", "41").response) == ":0\r\n")
+            // A later push finds nobody waiting on k.
+            let push = rig.run("RPUSH", "k", "a")
+            #expect(deferred(push).isEmpty && text(rig.run("LLEN", "k").response) == ":1\r\n")
+            // ERROR: Redis's UNBLOCKED error.
+            let error = rig.plain("CLIENT", "UNBLOCK", "42", "error")
+            #expect(text(error.response) == ":1\r\n")
+            #expect(same(deferred(error), [(other.sequence, "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n")]))
+            #expect(rig.engine.state.blocking.count == 0)
+        }
+        if version2 { check(KVServiceV2()) } else { check(KVServiceV1()) }
+    }
+
     @Test("First blocked, first served, per key; the rest keep waiting")
     func serviceOrder() {
         var rig = BlockingRig(KVServiceV1())
