@@ -24,7 +24,7 @@ BIN=$(swift build -c release --show-bin-path)
 KEYS=${KEYS:-1000000} REQUESTS=${REQUESTS:-200000} CLIENTS=${CLIENTS:-50} PIPELINES=${PIPELINES:-1 16}
 TESTS=zadd,zpopmin,lpush,lpop
 work=$(mktemp -d)
-US_PID='' RPORT='' WORKERS=''
+US_PID='' RPORT='' WORKERS='' SERVICE=''
 stop_redis() { [ -n "$RPORT" ] && redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true; RPORT=''; }
 stop_understudy() { # SIGTERM (it drains and retires its workers); SIGKILL after 30 s
     [ -n "$US_PID" ] || return 0
@@ -32,7 +32,9 @@ stop_understudy() { # SIGTERM (it drains and retires its workers); SIGKILL after
     for _ in $(seq 300); do kill -0 "$US_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$US_PID" 2>/dev/null || true
     wait "$US_PID" 2>/dev/null || true
-    for w in $WORKERS; do kill -9 "$w" 2>/dev/null || true; done  # only if the supervisor left them behind
+    for w in $WORKERS; do  # a worker the supervisor left behind (checked to be still our service binary)
+        [ "$(readlink "/proc/$w/exe" 2>/dev/null)" = "$SERVICE" ] && kill -9 "$w" 2>/dev/null || true
+    done
     US_PID='' WORKERS=''
 }
 cleanup() { stop_understudy; stop_redis; rm -rf "$work"; }
@@ -49,7 +51,7 @@ start_redis() { # extra redis-server arguments...
     RPID=$(redis-cli -p "$RPORT" info server | tr -d '\r' | awk -F: '$1 == "process_id" { print $2 }')
 }
 start_understudy() { # service-binary data-directory
-    DATA=$2
+    SERVICE=$(readlink -f "$1") DATA=$2
     "$BIN/understudy" run --service "$1" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --data "$DATA" --fsync everysec \
         --log-level warning > "$DATA.ready" 2> "$DATA.err" &
     US_PID=$!
