@@ -1,5 +1,19 @@
 #include "CUnderstudySystem.h"
 
+#include <stdlib.h> /* defines __GLIBC__ where the C library is glibc */
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+
+int understudy_return_free_memory(void) {
+    return malloc_trim(0);
+}
+#else
+int understudy_return_free_memory(void) {
+    return 0;
+}
+#endif
+
 #if defined(__linux__)
 #include <sys/prctl.h>
 

@@ -82,7 +82,14 @@ public enum WorkerRuntime {
         FrameCodec.encode(.hello(ServiceEngine<S>.hello(pid: UInt32(getpid()))), into: &output)
         guard writeAll(fd, &output) else { return 0 }
         var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
+        var inputsSinceTrim = 0
         while true {
+            // Idle (nothing to read) after much work: give freed heap pages back to the system, so resident
+            // memory follows the state's size rather than the high-water mark of bursts and snapshots.
+            if inputsSinceTrim >= trimAfterInputs && !inputReady(fd) {
+                inputsSinceTrim = 0
+                returnFreeMemory()
+            }
             let n = readBuffer.withUnsafeMutableBytes { raw in read(fd, raw.baseAddress, raw.count) }
             if n == 0 {
                 // The supervisor closed the socket: exit promptly. A frame cut off by the close means
@@ -121,9 +128,17 @@ public enum WorkerRuntime {
                     progress.started(r.sequence)
                     _ = engine.handle(message, output: &output)
                     progress.finished(r.sequence)
+                    inputsSinceTrim += 1
                 } else if engine.handle(message, output: &output) == .exit {
                     _ = writeAll(fd, &output)
                     return 0
+                } else if case .snapshotRequest = message {
+                    // A snapshot is the one output the size of the whole state: send it, give its buffer back
+                    // (see writeAll), and trim at the next idle moment. glibc raises its mmap and trim thresholds
+                    // after freeing a large block, so without trimming a worker keeps the high-water mark of its
+                    // last snapshot (or burst of catch-up input) as resident memory for good.
+                    guard writeAll(fd, &output) else { return 0 }
+                    inputsSinceTrim = trimAfterInputs
                 }
                 if output.bytes.count > 1 << 20 {
                     guard writeAll(fd, &output) else { return 0 }
@@ -133,8 +148,31 @@ public enum WorkerRuntime {
         }
     }
 
+    /// Output buffers above this capacity are released after they are written (a snapshot's), not kept.
+    static let retainedOutputCapacity = 4 << 20
+
+    /// Inputs applied after which the next idle moment returns free heap memory to the system.
+    static let trimAfterInputs = 50_000
+
+    /// True when the socket has bytes to read now.
+    static func inputReady(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0
+    }
+
+    static func returnFreeMemory() {
+        _ = understudy_return_free_memory()
+    }
+
     static func writeAll(_ fd: Int32, _ output: inout ByteWriter) -> Bool {
-        defer { output.bytes.removeAll(keepingCapacity: true) }
+        defer {
+            if output.bytes.capacity > retainedOutputCapacity {
+                output.bytes = []
+                output.bytes.reserveCapacity(64 << 10)
+            } else {
+                output.bytes.removeAll(keepingCapacity: true)
+            }
+        }
         var offset = 0
         let total = output.bytes.count
         while offset < total {

@@ -6,4 +6,8 @@
 /// Asks the kernel to send `signal` to this process when its parent dies (Linux); returns 0, or -1 elsewhere.
 int understudy_set_parent_death_signal(int signal);
 
+/// Returns free heap memory to the system (glibc's malloc_trim(0)); 1 when some was released, 0 otherwise or
+/// where the C library has no such call.
+int understudy_return_free_memory(void);
+
 #endif

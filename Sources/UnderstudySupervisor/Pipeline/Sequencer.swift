@@ -135,9 +135,21 @@ struct InputLog {
 
     /// Drops entries from the front while `mayDrop` says so.
     mutating func trim(while mayDrop: (Entry) -> Bool) {
+        var dropped = false
         while let first = entries.first, mayDrop(first) {
             entries.removeFirst()
             base += 1
+            dropped = true
+        }
+        // A burst (a lagging standby) grows the window's storage to its peak; once the window has drained to a
+        // small fraction of that, move it to storage its size, so the peak is not kept for the process's life.
+        if dropped && entries.capacity > Self.shrinkAboveCapacity && entries.count < entries.capacity / 16 {
+            var smaller = CircularBuffer<Entry>(initialCapacity: Swift.max(1024, entries.count * 2))
+            smaller.append(contentsOf: entries)
+            entries = smaller
         }
     }
+
+    /// Storage above this many entries is given back when the window drains (see ``trim(while:)``).
+    static let shrinkAboveCapacity = 16_384
 }
