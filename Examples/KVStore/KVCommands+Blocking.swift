@@ -75,9 +75,8 @@ extension KVStorage {
         mutateZset(key, &env, create: false) { z -> [KVSortedSet.Element] in
             let n = Swift.min(count, z.count)
             let range = min ? 0..<n : (z.count - n)..<z.count
-            var out = Array(z.elements[range])
+            var out = z.removeRanks(range)
             if !min { out.reverse() }
-            z.removeRanks(range)
             return out
         } ?? []
     }

@@ -43,10 +43,10 @@ extension KVStorage {
         case "hlen": return Self.withHash(lookup(a[1], &env), missing: .integer(0)) { .integer(Int64($0.count)) }
         case "hstrlen": return Self.withHash(lookup(a[1], &env), missing: .integer(0)) { .integer(Int64($0[a[2]]?.count ?? 0)) }
         case "hkeys": return Self.withHash(lookup(a[1], &env), missing: .emptyArray) { .bulks($0.sortedFields) }
-        case "hvals": return Self.withHash(lookup(a[1], &env), missing: .emptyArray) { h in .bulks(h.sortedFields.map { h[$0]! }) }
+        case "hvals": return Self.withHash(lookup(a[1], &env), missing: .emptyArray) { h in .bulks(h.sortedPairs.map(\.value)) }
         case "hgetall":
             return Self.withHash(lookup(a[1], &env), missing: .emptyArray) { h in
-                .bulks(h.sortedFields.flatMap { [$0, h[$0]!] })
+                .bulks(h.sortedPairs.flatMap { [$0.field, $0.value] })
             }
         case "hincrby": return cmdHincrby(a, &env)
         case "hincrbyfloat": return cmdHincrbyfloat(a, &env)
@@ -57,7 +57,8 @@ extension KVStorage {
             case nil: return .array([.text("0"), .emptyArray])
             case .hash(let h)?:
                 return scanCollection(a, optionsFrom: 3, cursor: cursor, small: encodingName(.hash(h)) == "listpack",
-                                      items: h.sortedFields.map { ($0, [.bulk($0), .bulk(h[$0]!)]) })
+                                      whole: { h.sortedPairs.map { ($0.field, [.bulk($0.field), .bulk($0.value)]) } },
+                                      tree: h.fields) { k, v in let f = k.bytes; return (f, [.bulk(f), .bulk(v)]) }
             default: return .wrongType
             }
         default: return setCommand(name, a, &env)
@@ -125,14 +126,29 @@ extension KVStorage {
         return r ?? .wrongType
     }
 
-    /// Picks `count` distinct indices below `n`, deterministically from the context's generator.
+    /// Picks `count` distinct indices below `n`, deterministically from the context's generator; ascending.
+    ///
+    /// A Fisher–Yates shuffle of `0..<n` stopped after `count` steps, with only the swapped places stored:
+    /// O(count) whatever `n`.
     func distinctIndices(_ count: Int, of n: Int, _ env: inout KVEnvironment) -> [Int] {
-        var idx = Array(0..<n)
-        for i in 0..<min(count, n) {
+        let k = min(count, n)
+        var moved: [Int: Int] = [:]
+        moved.reserveCapacity(k)
+        var out: [Int] = []
+        out.reserveCapacity(k)
+        for i in 0..<k {
             let j = i + Int(env.context.random.next() % UInt64(n - i))
-            idx.swapAt(i, j)
+            let atJ = moved[j] ?? j
+            moved[j] = moved[i] ?? i
+            out.append(atJ)
         }
-        return Array(idx.prefix(count)).sorted()
+        out.sort()
+        return out
+    }
+
+    /// A uniform index below `n` (> 0) from the context's generator.
+    func randomIndex(_ n: Int, _ env: inout KVEnvironment) -> Int {
+        Int(env.context.random.next() % UInt64(n))
     }
 
     mutating func cmdHrandfield(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
@@ -148,25 +164,31 @@ extension KVStorage {
                 if l < -(Int64.max / 2) || l > Int64.max / 2 { return .error("ERR value is out of range") }
             }
             return Self.withHash(lookup(a[1], &env), missing: .emptyArray) { h in
-                let fields = h.sortedFields
-                var picked: [[UInt8]] = []
+                func item(_ e: (field: [UInt8], value: [UInt8])) -> [Reply] {
+                    withValues ? [.bulk(e.field), .bulk(e.value)] : [.bulk(e.field)]
+                }
                 if l == 0 { return .emptyArray }
                 if l < 0 {
-                    let itemBytes = fields.map { bulkReplySize($0) + (withValues ? bulkReplySize(h[$0]!) : 0) }.max() ?? 0
-                    if let error = repeatedPicksTooLarge(count: -l, itemBytes: itemBytes) { return error }
-                    picked.reserveCapacity(Int(-l))
-                    for _ in 0..<Int(-l) { picked.append(fields[Int(env.context.random.next() % UInt64(fields.count))]) }
-                } else if l >= Int64(fields.count) {
-                    picked = fields
-                } else {
-                    picked = distinctIndices(Int(l), of: fields.count, &env).map { fields[$0] }
+                    let bound = bulkReplySize(length: h.longestField) + (withValues ? bulkReplySize(length: h.longestValue) : 0)
+                    let error = repeatedPicksTooLarge(count: -l, items: withValues ? 2 : 1, largest: bound) {
+                        var most = 0
+                        h.fields.forEach { f, v in
+                            most = max(most, bulkReplySize(length: f.byteCount) + (withValues ? bulkReplySize(v) : 0))
+                        }
+                        return most
+                    }
+                    if let error { return error }
+                    var out: [Reply] = []
+                    out.reserveCapacity(Int(-l) * (withValues ? 2 : 1))
+                    for _ in 0..<Int(-l) { out += item(h.entry(atRank: randomIndex(h.count, &env))) }
+                    return .array(out)
                 }
-                return .bulks(withValues ? picked.flatMap { [$0, h[$0]!] } : picked)
+                if l >= Int64(h.count) { return .array(h.sortedPairs.flatMap(item)) }
+                return .array(distinctIndices(Int(l), of: h.count, &env).flatMap { item(h.entry(atRank: $0)) })
             }
         }
         return Self.withHash(lookup(a[1], &env), missing: .null) { h in
-            let fields = h.sortedFields
-            return .bulk(fields[Int(env.context.random.next() % UInt64(fields.count))])
+            .bulk(h.entry(atRank: randomIndex(h.count, &env)).field)
         }
     }
 
@@ -235,36 +257,56 @@ extension KVStorage {
             let store = name.hasSuffix("store")
             let keys = store ? a[2...] : a[1...]
             guard let sets = readSets(keys, &env) else { return .wrongType }
-            var result: Set<[UInt8]>
+            // A copy of a set shares its tree (O(1)): a union starts from the largest input, a difference from the
+            // first when the others are smaller, so the work follows the smaller inputs.
+            var result = KVSet()
+            let present = sets.compactMap { $0 }
             if name.hasPrefix("sinter") {
-                if sets.contains(where: { $0 == nil }) {
-                    result = []
-                } else {
-                    let sorted = sets.map { $0!.members }.sorted { $0.count < $1.count }
-                    result = sorted[0]
-                    for s in sorted.dropFirst() { result.formIntersection(s) }
+                if present.count == sets.count {
+                    let sorted = present.sorted { $0.count < $1.count }
+                    sorted[0].members.forEach { m, _ in
+                        if sorted.dropFirst().allSatisfy({ $0.contains(m) }) { result.insert(m) }
+                    }
                 }
             } else if name.hasPrefix("sunion") {
-                result = []
-                for s in sets { if let s { result.formUnion(s.members) } }
-            } else {
-                result = sets[0]?.members ?? []
-                for s in sets.dropFirst() where !result.isEmpty { if let s { result.subtract(s.members) } }
+                if let largest = present.indices.max(by: { present[$0].count < present[$1].count }) {
+                    result = present[largest]
+                    for (i, s) in present.enumerated() where i != largest { s.members.forEach { m, _ in result.insert(m) } }
+                }
+            } else if let first = sets[0] {
+                let others = sets.dropFirst().compactMap { $0 }
+                if others.reduce(0, { $0 + $1.count }) < first.count {
+                    result = first
+                    for s in others { s.members.forEach { m, _ in result.remove(m) } }
+                } else {
+                    first.members.forEach { m, _ in
+                        if !others.contains(where: { $0.contains(m) }) { result.insert(m) }
+                    }
+                }
             }
             if store {
                 delete(a[1])
-                if !result.isEmpty { write(a[1], .set(KVSet(result)), expireAt: kvNoExpiry, now: env.now) }
+                if result.count > 0 { write(a[1], .set(result), expireAt: kvNoExpiry, now: env.now) }
                 return .integer(Int64(result.count))
             }
-            return .bulks(result.sorted(by: bytesLess))
+            return .bulks(result.sorted)
         case "smove":
-            let src = lookup(a[1], &env)
-            let dst = lookup(a[2], &env)
-            guard let src else { return .integer(0) }
-            guard case .set(let s) = src else { return .wrongType }
-            if let dst, case .set = dst {} else if dst != nil { return .wrongType }
-            if a[1] == a[2] { return .integer(s.contains(a[3]) ? 1 : 0) }
-            if !s.contains(a[3]) { return .integer(0) }
+            // Only what the checks need is kept (no reference to the source set), so the moves below change
+            // both sets in place.
+            var srcExists = false, srcIsSet = false, srcHas = false
+            if let v = lookup(a[1], &env) {
+                srcExists = true
+                if case .set(let s) = v {
+                    srcIsSet = true
+                    srcHas = s.contains(a[3])
+                }
+            }
+            let dst = kind(a[2], &env)
+            guard srcExists else { return .integer(0) }
+            guard srcIsSet else { return .wrongType }
+            if dst != nil && dst != .set { return .wrongType }
+            if a[1] == a[2] { return .integer(srcHas ? 1 : 0) }
+            if !srcHas { return .integer(0) }
             _ = mutateSet(a[1], &env, create: false) { $0.remove(a[3]) }
             _ = mutateSet(a[2], &env, create: true) { $0.insert(a[3]) }
             return .integer(1)
@@ -285,7 +327,7 @@ extension KVStorage {
             if sets.contains(where: { $0 == nil }) { return .integer(0) }
             let ordered = sets.map { $0! }.sorted { $0.count < $1.count }
             var n: Int64 = 0
-            for m in ordered[0].members where ordered.dropFirst().allSatisfy({ $0.contains(m) }) {
+            for (m, _) in ordered[0].members.entries() where ordered.dropFirst().allSatisfy({ $0.contains(m) }) {
                 n += 1
                 if limit > 0 && n >= limit { break }
             }
@@ -296,7 +338,8 @@ extension KVStorage {
             case nil: return .array([.text("0"), .emptyArray])
             case .set(let s)?:
                 return scanCollection(a, optionsFrom: 3, cursor: cursor, small: encodingName(.set(s)) == "intset",
-                                      items: s.sorted.map { ($0, [.bulk($0)]) })
+                                      whole: { s.sorted.map { ($0, [.bulk($0)]) } },
+                                      tree: s.members) { k, _ in let m = k.bytes; return (m, [.bulk(m)]) }
             default: return .wrongType
             }
         default:
@@ -306,8 +349,11 @@ extension KVStorage {
 
     mutating func cmdSpop(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
         if a.count > 3 { return .syntax }
+        // The picks are drawn from the size first; they are removed inside the mutation, so the set is changed in
+        // place (no reference to it is kept across).
         if a.count == 3 {
             guard let l = RedisNumber.parseInt(a[2]), l >= 0 else { return .error("ERR value is out of range, must be positive") }
+            let n: Int
             switch lookup(a[1], &env) {
             case nil: return .emptyArray
             case .set(let s)?:
@@ -316,22 +362,30 @@ extension KVStorage {
                     delete(a[1])
                     return .bulks(s.sorted)
                 }
-                let members = s.sorted
-                let picked = distinctIndices(Int(l), of: members.count, &env).map { members[$0] }
-                _ = mutateSet(a[1], &env, create: false) { s in for m in picked { s.remove(m) } }
-                return .bulks(picked)
+                n = s.count
             default: return .wrongType
             }
+            let ranks = distinctIndices(Int(l), of: n, &env)
+            let picked = mutateSet(a[1], &env, create: false) { s -> [[UInt8]] in
+                let keys = ranks.map { s.member(atRank: $0) }
+                for k in keys { s.remove(k) }
+                return keys.map(\.bytes)
+            } ?? []
+            return .bulks(picked)
         }
+        let n: Int
         switch lookup(a[1], &env) {
         case nil: return .null
-        case .set(let s)?:
-            let members = s.sorted
-            let m = members[Int(env.context.random.next() % UInt64(members.count))]
-            _ = mutateSet(a[1], &env, create: false) { $0.remove(m) }
-            return .bulk(m)
+        case .set(let s)?: n = s.count
         default: return .wrongType
         }
+        let rank = randomIndex(n, &env)
+        let m = mutateSet(a[1], &env, create: false) { s -> [UInt8] in
+            let k = s.member(atRank: rank)
+            s.remove(k)
+            return k.bytes
+        }
+        return .bulk(m)
     }
 
     mutating func cmdSrandmember(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
@@ -343,23 +397,24 @@ extension KVStorage {
             }
             return Self.withSet(lookup(a[1], &env), missing: .emptyArray) { s in
                 if l == 0 { return .emptyArray }
-                let members = s.sorted
                 if l < 0 {
-                    if let error = repeatedPicksTooLarge(count: -l, itemBytes: members.map(bulkReplySize).max() ?? 0) {
-                        return error
+                    let error = repeatedPicksTooLarge(count: -l, items: 1, largest: bulkReplySize(length: s.longestMember)) {
+                        var most = 0
+                        s.members.forEach { m, _ in most = max(most, bulkReplySize(length: m.byteCount)) }
+                        return most
                     }
+                    if let error { return error }
                     var out: [[UInt8]] = []
                     out.reserveCapacity(Int(-l))
-                    for _ in 0..<Int(-l) { out.append(members[Int(env.context.random.next() % UInt64(members.count))]) }
+                    for _ in 0..<Int(-l) { out.append(s.member(atRank: randomIndex(s.count, &env)).bytes) }
                     return .bulks(out)
                 }
-                if l >= Int64(members.count) { return .bulks(members) }
-                return .bulks(distinctIndices(Int(l), of: members.count, &env).map { members[$0] })
+                if l >= Int64(s.count) { return .bulks(s.sorted) }
+                return .bulks(distinctIndices(Int(l), of: s.count, &env).map { s.member(atRank: $0).bytes })
             }
         }
         return Self.withSet(lookup(a[1], &env), missing: .null) { s in
-            let members = s.sorted
-            return .bulk(members[Int(env.context.random.next() % UInt64(members.count))])
+            .bulk(s.member(atRank: randomIndex(s.count, &env)).bytes)
         }
     }
 }
@@ -371,14 +426,17 @@ extension KVStorage {
 let maxRepeatedPicksReplyBytes: Int64 = 16 << 20
 
 /// The bytes of one bulk string in a reply: `$<len>\r\n<bytes>\r\n`.
-func bulkReplySize(_ b: [UInt8]) -> Int {
+func bulkReplySize(_ b: [UInt8]) -> Int { bulkReplySize(length: b.count) }
+
+/// The bytes of one bulk string of `length` bytes in a reply.
+func bulkReplySize(length: Int) -> Int {
     var digits = 1
-    var n = b.count
+    var n = length
     while n >= 10 {
         n /= 10
         digits += 1
     }
-    return 1 + digits + 2 + b.count + 2
+    return 1 + digits + 2 + length + 2
 }
 
 /// The error for a count of repeated picks whose reply could pass ``maxRepeatedPicksReplyBytes``; nil when it fits.
@@ -387,4 +445,14 @@ func repeatedPicksTooLarge(count: Int64, itemBytes: Int) -> Reply? {
     let (total, overflow) = count.multipliedReportingOverflow(by: Int64(itemBytes))
     if !overflow && total <= maxRepeatedPicksReplyBytes { return nil }
     return .error("ERR count is too large: the reply could exceed \(maxRepeatedPicksReplyBytes) bytes")
+}
+
+/// ``repeatedPicksTooLarge(count:itemBytes:)`` for the largest item of a collection, without a pass over it where
+/// bounds decide: every item is at least `items` empty bulk strings, and at most `largest` bytes (a bound kept
+/// with the collection). Only a count between the two answers calls `exact` (the true largest, O(n)), so the
+/// answer is the same as from the exact size.
+func repeatedPicksTooLarge(count: Int64, items: Int, largest: Int, exact: () -> Int) -> Reply? {
+    if repeatedPicksTooLarge(count: count, itemBytes: largest) == nil { return nil }
+    if let error = repeatedPicksTooLarge(count: count, itemBytes: items * bulkReplySize(length: 0)) { return error }
+    return repeatedPicksTooLarge(count: count, itemBytes: exact())
 }

@@ -234,16 +234,17 @@ extension KVStorage {
         case .list: return "quicklist"
         case .hash(let h):
             let entries = configInt("hash-max-listpack-entries"), value = configInt("hash-max-listpack-value")
+            // The count first: the pass over the entries is only for a collection within it.
             let small = Int64(h.count) <= entries
-                && h.fields.allSatisfy { Int64($0.key.count) <= value && Int64($0.value.count) <= value }
+                && h.fields.entries().allSatisfy { Int64($0.key.byteCount) <= value && Int64($0.value.count) <= value }
             return small ? "listpack" : "hashtable"
         case .set(let s):
             let ints = Int64(s.count) <= configInt("set-max-intset-entries")
-                && s.members.allSatisfy { RedisNumber.parseInt($0) != nil }
+                && s.members.entries().allSatisfy { RedisNumber.parseInt($0.key.bytes) != nil }
             return ints ? "intset" : "hashtable"
         case .zset(let z):
             let entries = configInt("zset-max-listpack-entries"), value = configInt("zset-max-listpack-value")
-            let small = Int64(z.count) <= entries && z.elements.allSatisfy { Int64($0.member.count) <= value }
+            let small = Int64(z.count) <= entries && z.scores.entries().allSatisfy { Int64($0.key.byteCount) <= value }
             return small ? "listpack" : "skiplist"
         }
     }

@@ -63,10 +63,12 @@ struct ScoreRange {
     func aboveMin(_ v: Double) -> Bool { minExclusive ? v > min : v >= min }
     func belowMax(_ v: Double) -> Bool { maxExclusive ? v < max : v <= max }
 
-    /// The ranks in range, in ascending order.
+    /// The ranks in range, in ascending order (O(log n)).
     func ranks(in z: KVSortedSet) -> Range<Int> {
-        let lo = z.partition { !aboveMin($0.score) }
-        let hi = z.partition { belowMax($0.score) || !aboveMin($0.score) }
+        // Below the range: scores under min (exclusive: not above it); in or below: scores under max (inclusive:
+        // not above it).
+        let lo = z.rank(ofScore: min, inclusive: minExclusive)
+        let hi = z.rank(ofScore: max, inclusive: !maxExclusive)
         return lo..<Swift.max(lo, hi)
     }
 }
@@ -117,11 +119,21 @@ struct LexRange {
         return maxExclusive ? c < 0 : c <= 0
     }
 
-    /// The ranks in range, in ascending order (members are assumed sorted, i.e. all scores equal, as Redis does).
+    /// The ranks in range, in ascending order (O(log n)). Members are assumed sorted, i.e. all scores equal, as
+    /// Redis does: the bounds are placed among the elements with the lowest score.
     func ranks(in z: KVSortedSet) -> Range<Int> {
-        if isEmpty { return 0..<0 }
-        let lo = z.partition { !aboveMin($0.member) }
-        let hi = z.partition { belowMax($0.member) || !aboveMin($0.member) }
+        if isEmpty || z.isEmpty { return 0..<0 }
+        let score = z.order.first!.key.score
+        // The elements before a bound: a member above x is one not below x + [0], its successor in byte order.
+        func rank(_ bound: Bound, after: Bool) -> Int {
+            switch bound {
+            case .minusInfinity: return 0
+            case .plusInfinity: return z.count
+            case .value(let x): return z.rank(ofScore: score, member: after ? x + [0] : x)
+            }
+        }
+        let lo = rank(min, after: minExclusive)
+        let hi = rank(max, after: !maxExclusive)
         return lo..<Swift.max(lo, hi)
     }
 }
@@ -139,12 +151,29 @@ enum ZRangeKind { case rank, score, lex }
 /// How ZUNION and ZINTER combine the scores of a member.
 enum ZAggregate { case sum, min, max }
 
-/// One input of ZUNION/ZINTER/ZDIFF: a sorted set, or a set whose members score 1.
+/// One input of ZUNION/ZINTER/ZDIFF: a sorted set, or a set whose members score 1 (or nothing: a missing key).
 struct ZSetOperand {
-    var scores: [[UInt8]: Double]
-    var order: [[UInt8]]
+    var zset: KVSortedSet?
+    var set: KVSet?
     var weight: Double = 1
-    var count: Int { order.count }
+
+    var count: Int { zset?.count ?? set?.count ?? 0 }
+
+    /// The score of a member, or nil when absent (O(log n)).
+    func score(_ m: TrackedKey) -> Double? {
+        if let zset { return zset.scores[m] }
+        if let set { return set.contains(m) ? 1 : nil }
+        return nil
+    }
+
+    /// Visits the members with their scores in scan order until `body` returns false.
+    func forEach(_ body: (TrackedKey, Double) -> Bool) {
+        if let zset {
+            for (m, s) in zset.scores.entries() where !body(m, s) { return }
+        } else if let set {
+            for (m, _) in set.members.entries() where !body(m, 1) { return }
+        }
+    }
 }
 
 extension KVStorage {
@@ -202,9 +231,8 @@ extension KVStorage {
             let popped = mutateZset(a[1], &env, create: false) { z -> [KVSortedSet.Element] in
                 let n = min(count, z.count)
                 let range = name == "zpopmin" ? 0..<n : (z.count - n)..<z.count
-                var out = Array(z.elements[range])
+                var out = z.removeRanks(range)
                 if name == "zpopmax" { out.reverse() }
-                z.removeRanks(range)
                 return out
             } ?? []
             return .array(popped.flatMap { [.bulk($0.member), .score($0.score)] })
@@ -217,7 +245,8 @@ extension KVStorage {
             case nil: return .array([.text("0"), .emptyArray])
             case .zset(let z)?:
                 return scanCollection(a, optionsFrom: 3, cursor: cursor, small: encodingName(.zset(z)) == "listpack",
-                                      items: z.elements.map { ($0.member, [.bulk($0.member), .score($0.score)]) })
+                                      whole: { z.elements.map { ($0.member, [.bulk($0.member), .score($0.score)]) } },
+                                      tree: z.scores) { k, s in let m = k.bytes; return (m, [.bulk(m), .score(s)]) }
             default: return .wrongType
             }
         default: return .error("ERR unknown command '\(name)'")
@@ -391,7 +420,7 @@ extension KVStorage {
             if !(start > end || start >= n) {
                 if end >= n { end = n - 1 }
                 let range = rev ? (z.count - 1 - Int(end))..<(z.count - Int(start)) : Int(start)..<(Int(end) + 1)
-                picked = Array(z.elements[range])
+                picked = z.elements(range)
                 if rev { picked.reverse() }
             }
         case .score, .lex:
@@ -401,10 +430,10 @@ extension KVStorage {
                 let take = limit < 0 ? available : Int(min(Int64(available), limit))
                 if rev {
                     let top = range.upperBound - Int(offset)
-                    picked = Array(z.elements[(top - take)..<top].reversed())
+                    picked = z.elements((top - take)..<top).reversed()
                 } else {
                     let bottom = range.lowerBound + Int(offset)
-                    picked = Array(z.elements[bottom..<(bottom + take)])
+                    picked = z.elements(bottom..<(bottom + take))
                 }
             }
         }
@@ -472,21 +501,27 @@ extension KVStorage {
                 }
                 if l == 0 { return .emptyArray }
                 if l < 0 {
-                    let itemBytes = z.elements.map {
-                        bulkReplySize($0.member) + (withScores ? bulkReplySize(RedisDouble.format($0.score)) : 0)
-                    }.max() ?? 0
-                    if let error = repeatedPicksTooLarge(count: -l, itemBytes: itemBytes) { return error }
+                    let bound = bulkReplySize(length: z.longestMember) + (withScores ? maxScoreReplySize : 0)
+                    let error = repeatedPicksTooLarge(count: -l, items: withScores ? 2 : 1, largest: bound) {
+                        var most = 0
+                        z.scores.forEach { m, s in
+                            most = max(most, bulkReplySize(length: m.byteCount)
+                                + (withScores ? bulkReplySize(RedisDouble.format(s)) : 0))
+                        }
+                        return most
+                    }
+                    if let error { return error }
                     var out: [Reply] = []
                     out.reserveCapacity(Int(-l) * (withScores ? 2 : 1))
-                    for _ in 0..<Int(-l) { out += item(z[Int(env.context.random.next() % UInt64(z.count))]) }
+                    for _ in 0..<Int(-l) { out += item(z.element(atScanRank: randomIndex(z.count, &env))) }
                     return .array(out)
                 }
                 if l >= Int64(z.count) { return .array(z.elements.flatMap(item)) }
-                return .array(distinctIndices(Int(l), of: z.count, &env).flatMap { item(z[$0]) })
+                return .array(distinctIndices(Int(l), of: z.count, &env).flatMap { item(z.element(atScanRank: $0)) })
             }
         }
         return Self.withZset(lookup(a[1], &env), missing: .null) { z in
-            .bulk(z[Int(env.context.random.next() % UInt64(z.count))].member)
+            .bulk(z.element(atScanRank: randomIndex(z.count, &env)).member)
         }
     }
 
@@ -503,12 +538,9 @@ extension KVStorage {
         var j = numkeysIndex + 1
         for _ in 0..<Int(setnum) {
             switch lookup(a[j], &env) {
-            case nil: inputs.append(ZSetOperand(scores: [:], order: []))
-            case .zset(let z)?:
-                inputs.append(ZSetOperand(scores: z.scores, order: z.elements.map(\.member)))
-            case .set(let s)?:
-                let members = s.sorted
-                inputs.append(ZSetOperand(scores: Dictionary(uniqueKeysWithValues: members.map { ($0, 1.0) }), order: members))
+            case nil: inputs.append(ZSetOperand())
+            case .zset(let z)?: inputs.append(ZSetOperand(zset: z))
+            case .set(let s)?: inputs.append(ZSetOperand(set: s))
             default: return .wrongType
             }
             j += 1
@@ -550,38 +582,41 @@ extension KVStorage {
             case .max: target = value > target ? value : target
             }
         }
-        var result: [[UInt8]: Double] = [:]
+        var result: [TrackedKey: Double] = [:]
         if op == 1 {
             // Smallest input first, as Redis iterates (a stable sort keeps the order of equal sizes).
             let sorted = inputs.enumerated().sorted { ($0.element.count, $0.offset) < ($1.element.count, $1.offset) }.map(\.element)
             var found = 0
-            outer: for m in sorted[0].order {
-                var score = sorted[0].weight * sorted[0].scores[m]!
+            sorted[0].forEach { m, first in
+                var score = sorted[0].weight * first
                 if score.isNaN { score = 0 }
                 for other in sorted.dropFirst() {
-                    guard let v = other.scores[m] else { continue outer }
+                    guard let v = other.score(m) else { return true }
                     combine(&score, v * other.weight)
                 }
                 if cardinality {
                     found += 1
-                    if limit > 0 && found >= limit { break }
+                    if limit > 0 && found >= limit { return false }
                 } else {
                     result[m] = score
                 }
+                return true
             }
             if cardinality { return .integer(Int64(found)) }
         } else if op == 0 {
             let sorted = inputs.enumerated().sorted { ($0.element.count, $0.offset) < ($1.element.count, $1.offset) }.map(\.element)
             for input in sorted {
-                for m in input.order {
-                    var score = input.weight * input.scores[m]!
+                input.forEach { m, s in
+                    var score = input.weight * s
                     if score.isNaN { score = 0 }
                     if result[m] == nil { result[m] = score } else { combine(&result[m]!, score) }
+                    return true
                 }
             }
         } else {
-            for m in inputs[0].order where !inputs.dropFirst().contains(where: { $0.scores[m] != nil }) {
-                result[m] = inputs[0].scores[m]!
+            inputs[0].forEach { m, s in
+                if !inputs.dropFirst().contains(where: { $0.score(m) != nil }) { result[m] = s }
+                return true
             }
         }
         if store {
@@ -590,17 +625,23 @@ extension KVStorage {
             return storeZset(a[1], z, env)
         }
         // Replied from the unconverted result, so a -0 score prints as Redis prints it.
-        let ordered = result.sorted { KVSortedSet.less($0.value, $0.key, $1.value, $1.key) }
-        return .array(ordered.flatMap { withScores ? [.bulk($0.key), .score($0.value)] : [.bulk($0.key)] })
+        let ordered = result.sorted { $0.value < $1.value || ($0.value == $1.value && bytesLess($0.key, $1.key)) }
+        return .array(ordered.flatMap { e -> [Reply] in
+            let m = e.key.bytes
+            return withScores ? [.bulk(m), .score(e.value)] : [.bulk(m)]
+        })
     }
 
     /// SSCAN, HSCAN and ZSCAN after the cursor and key lookup: options, then one page.
     ///
-    /// A collection Redis keeps in a compact encoding (`small`) is returned whole with cursor 0, as Redis does.
-    /// Otherwise elements are visited in the order of a stable hash of their name, and the cursor is the next
-    /// hash to visit: every element present for the whole iteration is returned, whatever changes in between.
-    func scanCollection(_ a: [[UInt8]], optionsFrom: Int, cursor: UInt64, small: Bool,
-                        items: [([UInt8], [Reply])]) -> Reply {
+    /// A collection Redis keeps in a compact encoding (`small`) is returned whole (`whole`, in the order Redis
+    /// lists it) with cursor 0, as Redis does. Otherwise elements are visited in `tree`'s order, the stable hash
+    /// of their name, and the cursor is the next hash to visit: every element present for the whole iteration is
+    /// returned, whatever changes in between. A page starts at the cursor's place in the tree (O(log n)) and
+    /// takes `count` elements, and any more at the position of the last one (O(count)).
+    func scanCollection<Value>(_ a: [[UInt8]], optionsFrom: Int, cursor: UInt64, small: Bool,
+                               whole: () -> [([UInt8], [Reply])], tree: OrderedTree<TrackedKey, Value>,
+                               item: (TrackedKey, Value) -> ([UInt8], [Reply])) -> Reply {
         var count = 10
         var pattern: [UInt8]? = nil
         var j = optionsFrom
@@ -618,22 +659,26 @@ extension KVStorage {
                 return .syntax
             }
         }
-        var page: [([UInt8], [Reply])]
+        var page: [([UInt8], [Reply])] = []
         var next: UInt64 = 0
         if small {
-            page = items
+            page = whole()
         } else {
-            var candidates = items.compactMap { item -> (UInt64, ([UInt8], [Reply]))? in
-                let p = Self.scanPosition(item.0)
-                return p >= cursor ? (p, item) : nil
+            var last: UInt64 = 0
+            for (k, v) in tree.entries(from: TrackedKey(position: cursor, bytes: [])) {
+                if page.count >= count && k.position != last {
+                    next = k.position
+                    break
+                }
+                page.append(item(k, v))
+                last = k.position
             }
-            candidates.sort { $0.0 != $1.0 ? $0.0 < $1.0 : bytesLess($0.1.0, $1.1.0) }
-            var taken = min(count, candidates.count)
-            while taken < candidates.count && taken > 0 && candidates[taken].0 == candidates[taken - 1].0 { taken += 1 }
-            next = taken < candidates.count ? candidates[taken].0 : 0
-            page = candidates.prefix(taken).map(\.1)
         }
         if let pattern { page.removeAll { !globMatch(pattern, $0.0) } }
         return .array([.text(String(next)), .array(page.flatMap(\.1))])
     }
 }
+
+/// The most bytes one score takes in a reply: `%.17g` prints at most 24 characters
+/// (`-2.2250738585072014e-308`).
+let maxScoreReplySize = bulkReplySize(length: 24)

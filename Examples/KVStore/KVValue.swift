@@ -164,11 +164,64 @@ public struct KVList: Sendable {
     }
 }
 
+/// Estimates of the memory a collection's ordered trees take.
+@usableFromInline enum KVLayout {
+    /// The bytes one tree entry takes: its key and value inline in a leaf, leaves about 70% full on average,
+    /// internal nodes (a separator, a child and a count per 64 entries) included.
+    static func entryBytes<Key, Value>(_: Key.Type, _: Value.Type) -> Int {
+        (MemoryLayout<Key>.stride + MemoryLayout<Value>.stride) * 10 / 7 + 1
+    }
+
+    /// The heap bytes a byte string takes beside its inline part: a ``TrackedKey`` holds up to 15 bytes inline.
+    @inlinable static func keyHeapBytes(_ n: Int) -> Int { n > 15 ? 32 + n : 0 }
+
+    /// The heap bytes of a byte array value.
+    @inlinable static func arrayHeapBytes(_ n: Int) -> Int { n > 0 ? 32 + n : 0 }
+}
+
+extension KVHashing {
+    /// ``element(_:seed:)`` of a tracked key's bytes (the same value, without copying them out).
+    @inlinable static func element(_ key: TrackedKey, seed: UInt64) -> UInt64 {
+        var h = StableHasher(seed: seed)
+        key.withBytes { h.combine(buffer: $0) }
+        h.combine(UInt64(key.byteCount))
+        return h.finalize()
+    }
+
+    /// ``pair(_:_:)`` with the field as a tracked key (the same value).
+    @inlinable static func pair(_ field: TrackedKey, _ value: [UInt8]) -> UInt64 {
+        var h = StableHasher(seed: 0x4841_5348)
+        field.withBytes { h.combine(buffer: $0) }
+        h.combine(UInt64(field.byteCount))
+        value.withUnsafeBytes { h.combine(buffer: $0) }
+        h.combine(UInt64(value.count))
+        return h.finalize()
+    }
+}
+
+/// Byte order of two tracked keys' bytes (memcmp, then length), ignoring their positions: Redis's order.
+@inlinable func bytesLess(_ a: TrackedKey, _ b: TrackedKey) -> Bool {
+    a.withBytes { x in
+        b.withBytes { y in
+            let n = Swift.min(x.count, y.count)
+            for i in 0..<n where x[i] != y[i] { return x[i] < y[i] }
+            return x.count < y.count
+        }
+    }
+}
+
 /// A hash value: field → value with an order-independent digest kept up to date.
+///
+/// The fields are in an ``OrderedTree`` keyed by ``TrackedKey`` (a stable position, then the bytes): lookups and
+/// changes are O(log n), a random field is a random rank, and HSCAN resumes at a position.
 public struct KVHash: Sendable {
-    /// The fields.
-    public private(set) var fields: [[UInt8]: [UInt8]] = [:]
+    /// The fields in scan order (stable position, then bytes).
+    public private(set) var fields = OrderedTree<TrackedKey, [UInt8]>()
     var sum: UInt64 = 0
+    /// Heap bytes of long fields and of values (exact; for ``byteEstimate``).
+    var heapBytes = 0
+    /// No field (value) is longer than this: a high-water mark (removals leave it), for bounds that save a pass.
+    var longestField = 0, longestValue = 0
 
     /// Creates an empty hash.
     public init() {}
@@ -177,38 +230,69 @@ public struct KVHash: Sendable {
     public var count: Int { fields.count }
 
     /// Reads a field.
-    public subscript(field: [UInt8]) -> [UInt8]? { fields[field] }
+    public subscript(field: [UInt8]) -> [UInt8]? { fields[TrackedKey(field)] }
 
     /// Sets a field; returns true when it was new.
     @discardableResult public mutating func set(_ field: [UInt8], _ value: [UInt8]) -> Bool {
-        let old = fields.updateValue(value, forKey: field)
-        if let old { sum &-= KVHashing.pair(field, old) }
-        sum &+= KVHashing.pair(field, value)
+        let key = TrackedKey(field)
+        let old = fields.updateValue(value, forKey: key)
+        if let old {
+            sum &-= KVHashing.pair(key, old)
+            heapBytes -= KVLayout.arrayHeapBytes(old.count)
+        } else {
+            heapBytes += KVLayout.keyHeapBytes(field.count)
+            longestField = Swift.max(longestField, field.count)
+        }
+        sum &+= KVHashing.pair(key, value)
+        heapBytes += KVLayout.arrayHeapBytes(value.count)
+        longestValue = Swift.max(longestValue, value.count)
         return old == nil
     }
 
     /// Removes a field; returns true when it existed.
     @discardableResult public mutating func remove(_ field: [UInt8]) -> Bool {
-        guard let old = fields.removeValue(forKey: field) else { return false }
-        sum &-= KVHashing.pair(field, old)
+        let key = TrackedKey(field)
+        guard let old = fields.removeValue(forKey: key) else { return false }
+        sum &-= KVHashing.pair(key, old)
+        heapBytes -= KVLayout.keyHeapBytes(field.count) + KVLayout.arrayHeapBytes(old.count)
         return true
     }
 
+    /// The field and value at a rank of the scan order (O(log n)). Precondition: `0 <= rank < count`.
+    public func entry(atRank rank: Int) -> (field: [UInt8], value: [UInt8]) {
+        let e = fields.entry(atRank: rank)
+        return (e.key.bytes, e.value)
+    }
+
+    /// Fields and values in field byte order.
+    public var sortedPairs: [(field: [UInt8], value: [UInt8])] {
+        var out: [(field: [UInt8], value: [UInt8])] = []
+        out.reserveCapacity(count)
+        fields.forEach { out.append(($0.bytes, $1)) }
+        out.sort { bytesLess($0.field, $1.field) }
+        return out
+    }
+
     /// Field names in byte order.
-    public var sortedFields: [[UInt8]] { fields.keys.sorted(by: bytesLess) }
+    public var sortedFields: [[UInt8]] { sortedPairs.map(\.field) }
 
     var byteEstimate: Int {
-        var n = 64
-        for (k, v) in fields { n += 80 + k.count + v.count }
-        return n
+        64 + count * KVLayout.entryBytes(TrackedKey.self, [UInt8].self) + heapBytes
     }
 }
 
 /// A set value with an order-independent digest kept up to date.
+///
+/// The members are in an ``OrderedTree`` keyed by ``TrackedKey`` (a stable position, then the bytes): membership
+/// and changes are O(log n), a random member is a random rank, and SSCAN resumes at a position.
 public struct KVSet: Sendable {
-    /// The members.
-    public private(set) var members: Set<[UInt8]> = []
+    /// The members in scan order (stable position, then bytes).
+    public private(set) var members = OrderedTree<TrackedKey, Void>()
     var sum: UInt64 = 0
+    /// Heap bytes of long members (exact; for ``byteEstimate``).
+    var heapBytes = 0
+    /// No member is longer than this: a high-water mark (removals leave it), for bounds that save a pass.
+    var longestMember = 0
 
     /// Creates a set.
     public init(_ items: some Sequence<[UInt8]> = [[UInt8]]()) {
@@ -219,29 +303,48 @@ public struct KVSet: Sendable {
     public var count: Int { members.count }
 
     /// Membership.
-    public func contains(_ m: [UInt8]) -> Bool { members.contains(m) }
+    public func contains(_ m: [UInt8]) -> Bool { members.contains(TrackedKey(m)) }
+
+    /// Membership of a tracked key.
+    public func contains(_ key: TrackedKey) -> Bool { members.contains(key) }
 
     /// Adds a member; true when new.
-    @discardableResult public mutating func insert(_ m: [UInt8]) -> Bool {
-        guard members.insert(m).inserted else { return false }
-        sum &+= KVHashing.element(m, seed: 0x5345_5453)
+    @discardableResult public mutating func insert(_ m: [UInt8]) -> Bool { insert(TrackedKey(m)) }
+
+    /// Adds a tracked key; true when new.
+    @discardableResult public mutating func insert(_ key: TrackedKey) -> Bool {
+        guard members.updateValue((), forKey: key) == nil else { return false }
+        sum &+= KVHashing.element(key, seed: 0x5345_5453)
+        heapBytes += KVLayout.keyHeapBytes(key.byteCount)
+        longestMember = Swift.max(longestMember, key.byteCount)
         return true
     }
 
     /// Removes a member; true when it existed.
-    @discardableResult public mutating func remove(_ m: [UInt8]) -> Bool {
-        guard members.remove(m) != nil else { return false }
-        sum &-= KVHashing.element(m, seed: 0x5345_5453)
+    @discardableResult public mutating func remove(_ m: [UInt8]) -> Bool { remove(TrackedKey(m)) }
+
+    /// Removes a tracked key; true when it existed.
+    @discardableResult public mutating func remove(_ key: TrackedKey) -> Bool {
+        guard members.removeValue(forKey: key) != nil else { return false }
+        sum &-= KVHashing.element(key, seed: 0x5345_5453)
+        heapBytes -= KVLayout.keyHeapBytes(key.byteCount)
         return true
     }
 
+    /// The member at a rank of the scan order (O(log n)). Precondition: `0 <= rank < count`.
+    public func member(atRank rank: Int) -> TrackedKey { members.entry(atRank: rank).key }
+
     /// Members in byte order.
-    public var sorted: [[UInt8]] { members.sorted(by: bytesLess) }
+    public var sorted: [[UInt8]] {
+        var out: [[UInt8]] = []
+        out.reserveCapacity(count)
+        members.forEach { k, _ in out.append(k.bytes) }
+        out.sort(by: bytesLess)
+        return out
+    }
 
     var byteEstimate: Int {
-        var n = 64
-        for m in members { n += 48 + m.count }
-        return n
+        64 + count * KVLayout.entryBytes(TrackedKey.self, Void.self) + heapBytes
     }
 }
 
@@ -292,9 +395,9 @@ public enum KVValue: Sendable, StateValue {
         case .hash(let h):
             w.write(UInt8(2))
             w.writeVarint(UInt64(h.count))
-            for f in h.sortedFields {
+            for (f, v) in h.sortedPairs {
                 w.writeBytes(f)
-                w.writeBytes(h[f]!)
+                w.writeBytes(v)
             }
         case .set(let s):
             w.write(UInt8(3))
