@@ -16,6 +16,38 @@ func setRequests(_ count: Int, from start: UInt64 = 1) -> [ApplyRequest] {
     }
 }
 
+/// One kv command as an input.
+func kvRequest(_ sequence: UInt64, _ parts: [String]) -> ApplyRequest {
+    ApplyRequest(sequence: sequence, time: 1_700_000_000_000, seed: sequence &* 0x9E37_79B9_7F4A_7C15, tag: InputTag.resp,
+                 payload: CommandCodec.encode(parts.map { Array($0.utf8) }))
+}
+
+/// The kv command groups measured in-process on one big value (200 000 members where a collection is involved):
+/// name, the commands that build the value, and the measured command for iteration `i`.
+let kvGroups: [(name: String, setup: [[String]], command: @Sendable (Int) -> [String])] = {
+    let zset = stride(from: 0, to: 200_000, by: 500).map { base in
+        ["ZADD", "z"] + (base..<(base + 500)).flatMap { [String($0 % 9973), "m\($0)"] }
+    }
+    let set = stride(from: 0, to: 200_000, by: 500).map { base in ["SADD", "s"] + (base..<(base + 500)).map { "m\($0)" } }
+    let hash = stride(from: 0, to: 200_000, by: 500).map { base in
+        ["HSET", "h"] + (base..<(base + 500)).flatMap { ["f\($0)", "v"] }
+    }
+    return [
+        ("ZADD new members into a 200k sorted set", zset, { i in ["ZADD", "z", String(i % 7919), "n\(i)"] }),
+        ("ZADD changing scores in a 200k sorted set", zset, { i in ["ZADD", "z", String(i % 7919), "m\(i % 200_000)"] }),
+        ("ZRANK in a 200k sorted set", zset, { i in ["ZRANK", "z", "m\(i % 200_000)"] }),
+        ("ZRANGEBYSCORE LIMIT 0 10 in a 200k sorted set", zset, { i in ["ZRANGEBYSCORE", "z", String(i % 9973), "+inf", "LIMIT", "0", "10"] }),
+        ("ZPOPMIN+ZADD on a 200k sorted set", zset, { i in i % 2 == 0 ? ["ZPOPMIN", "z"] : ["ZADD", "z", "0", "p\(i)"] }),
+        ("SPOP+SADD on a 200k set", set, { i in i % 2 == 0 ? ["SPOP", "s"] : ["SADD", "s", "p\(i)"] }),
+        ("SRANDMEMBER on a 200k set", set, { _ in ["SRANDMEMBER", "s"] }),
+        ("SSCAN COUNT 10 on a 200k set", set, { i in ["SSCAN", "s", String(UInt64(i) &* 0x9E37_79B9_7F4A_7C15 >> 1), "COUNT", "10"] }),
+        ("HRANDFIELD on a 200k hash", hash, { _ in ["HRANDFIELD", "h"] }),
+        ("SETBIT+BITCOUNT on a 1 MiB string", [["SETBIT", "b", "8388607", "1"]], { i in
+            i % 2 == 0 ? ["SETBIT", "b", String((i &* 7919) % 8_388_608), "1"] : ["BITCOUNT", "b", "0", "1023"]
+        }),
+    ]
+}()
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .mallocCountTotal], maxDuration: .seconds(5))
 
@@ -138,6 +170,21 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         for i in benchmark.scaledIterations {
             engine.observe(Observation(command: "GET", keys: [keys[(i * 7) % 500]], timeMillis: Int64(i), isWrite: false))
+        }
+    }
+
+    // The kv's newer command groups, in-process (kv-v2, digest maintenance included).
+    for group in kvGroups {
+        Benchmark("KV: kv-v2 \(group.name)", configuration: .init(scalingFactor: .kilo)) { benchmark in
+            var engine = ServiceEngine(service: KVServiceV2())
+            var sequence: UInt64 = 0
+            for parts in group.setup {
+                sequence += 1
+                _ = engine.apply(kvRequest(sequence, parts))
+            }
+            let requests = benchmark.scaledIterations.map { kvRequest(sequence + 1 + UInt64($0), group.command($0)) }
+            benchmark.startMeasurement()
+            for r in requests { blackHole(engine.apply(r)) }
         }
     }
 }
