@@ -99,55 +99,80 @@ struct InputLog {
         }
     }
 
-    typealias Index = CircularBuffer<Entry>.Index
+    /// A position in the window: an offset from its first entry.
+    struct Index: Equatable {
+        fileprivate var offset: Int
+    }
 
-    private(set) var entries = CircularBuffer<Entry>(initialCapacity: 1024)
+    /// A ring of entries, its capacity a power of two. Entries are read and changed in place (`_read`/`_modify`
+    /// into the array), never copied out and back: an entry holds a dozen references, and a copy per field access
+    /// was a fifth of the supervisor's time under load.
+    private var storage = ContiguousArray<Entry?>(repeating: nil, count: 1024)
+    private var head = 0
+    /// The number of entries in the window.
+    private(set) var count = 0
     /// The sequence number of the first entry.
     private(set) var base: UInt64
 
     /// An empty window whose first entry will be `first`.
     init(first: UInt64) { base = first }
 
-    var count: Int { entries.count }
-    var first: Entry? { entries.first }
-    var last: Entry? { entries.last }
-    var startIndex: Index { entries.startIndex }
-    var endIndex: Index { entries.endIndex }
-    func index(after i: Index) -> Index { entries.index(after: i) }
+    /// The entries the storage can hold before it grows.
+    var capacity: Int { storage.count }
+
+    @inline(__always)
+    private func physical(_ offset: Int) -> Int { (head &+ offset) & (storage.count &- 1) }
+
+    var first: Entry? { count == 0 ? nil : storage[head] }
+    var last: Entry? { count == 0 ? nil : storage[physical(count - 1)] }
+    var startIndex: Index { Index(offset: 0) }
+    var endIndex: Index { Index(offset: count) }
+    func index(after i: Index) -> Index { Index(offset: i.offset + 1) }
 
     subscript(_ i: Index) -> Entry {
-        get { entries[i] }
-        _modify { yield &entries[i] }
+        _read { yield storage[physical(i.offset)]! }
+        _modify { yield &storage[physical(i.offset)]! }
     }
 
     /// Where the entry of `sequence` is, if it is still in the window.
     @inline(__always)
     func index(of sequence: UInt64) -> Index? {
-        guard sequence >= base, sequence < base + UInt64(entries.count) else { return nil }
-        return entries.index(entries.startIndex, offsetBy: Int(sequence - base))
+        guard sequence >= base, sequence < base + UInt64(count) else { return nil }
+        return Index(offset: Int(sequence - base))
     }
 
     /// Appends the next input (its sequence number must follow the last entry's).
     mutating func append(_ entry: Entry) {
-        precondition(entry.request.sequence == base + UInt64(entries.count), "inputs enter the log in sequence order")
-        entries.append(entry)
+        precondition(entry.request.sequence == base + UInt64(count), "inputs enter the log in sequence order")
+        if count == storage.count { resize(to: storage.count * 2) }
+        storage[physical(count)] = entry
+        count += 1
     }
 
     /// Drops entries from the front while `mayDrop` says so.
     mutating func trim(while mayDrop: (Entry) -> Bool) {
         var dropped = false
-        while let first = entries.first, mayDrop(first) {
-            entries.removeFirst()
+        while count > 0, mayDrop(storage[head]!) {
+            storage[head] = nil
+            head = (head &+ 1) & (storage.count &- 1)
+            count -= 1
             base += 1
             dropped = true
         }
         // A burst (a lagging standby) grows the window's storage to its peak; once the window has drained to a
         // small fraction of that, move it to storage its size, so the peak is not kept for the process's life.
-        if dropped && entries.capacity > Self.shrinkAboveCapacity && entries.count < entries.capacity / 16 {
-            var smaller = CircularBuffer<Entry>(initialCapacity: Swift.max(1024, entries.count * 2))
-            smaller.append(contentsOf: entries)
-            entries = smaller
+        if dropped && storage.count > Self.shrinkAboveCapacity && count < storage.count / 16 {
+            var capacity = 1024
+            while capacity < count * 2 { capacity *= 2 }
+            resize(to: capacity)
         }
+    }
+
+    private mutating func resize(to capacity: Int) {
+        var resized = ContiguousArray<Entry?>(repeating: nil, count: capacity)
+        for k in 0..<count { resized[k] = storage[physical(k)].take() }
+        storage = resized
+        head = 0
     }
 
     /// Storage above this many entries is given back when the window drains (see ``trim(while:)``).
