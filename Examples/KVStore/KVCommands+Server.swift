@@ -158,13 +158,34 @@ extension KVStorage {
     }
 
     /// An estimate of the bytes the state occupies: keys, values and per-entry overhead.
+    /// An estimate of the bytes the state occupies (INFO's `used_memory`): per key, its slot and share of the
+    /// structure, a key too long to be stored inline, the value's bytes and an expiry's entry.
+    ///
+    /// Exact over up to ``exactEstimateKeys`` keys; above that, 1 024 keys at evenly spaced ranks (O(log n) each)
+    /// stand for the rest, so INFO costs the same at 10 thousand and 10 million keys instead of a walk of the whole
+    /// keyspace that stalls every client. The ranks depend only on the key count, so every replica answers alike.
     public func estimatedMemory() -> Int {
-        var total = 0
-        forEachKey { k, v, exp in
-            total += 96 + k.count + v.byteEstimate + (exp == kvNoExpiry ? 0 : 64)
+        func cost(_ k: [UInt8], _ v: KVValue, _ exp: Int64) -> Int {
+            Self.estimatedBytesPerKey + (k.count > 15 ? 32 + k.count : 0) + v.byteEstimate + (exp == kvNoExpiry ? 0 : 57)
         }
-        return total
+        let n = keyCount
+        if n <= Self.exactEstimateKeys {
+            var total = 0
+            forEachKey { k, v, exp in total += cost(k, v, exp) }
+            return total
+        }
+        var sampled = 0
+        for i in 0..<Self.estimateSamples {
+            let (k, v, exp) = entry(atRank: i * n / Self.estimateSamples)
+            sampled += cost(k, v, exp)
+        }
+        return Int((Double(sampled) / Double(Self.estimateSamples) * Double(n)).rounded())
     }
+
+    /// Up to this many keys, INFO's memory estimate visits every key.
+    static var exactEstimateKeys: Int { 4_096 }
+    /// Above ``exactEstimateKeys``, how many keys the estimate samples.
+    static var estimateSamples: Int { 1_024 }
 
     mutating func cmdInfo(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
         let wanted = Set(a.dropFirst().map { lower($0) })

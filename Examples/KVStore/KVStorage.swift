@@ -31,6 +31,11 @@ public protocol KVStorage: TrackedState {
     func scanKeys(from cursor: UInt64, count: Int) -> (keys: [[UInt8]], next: UInt64)
     /// The key at a rank in the same order (not recorded); `rank < keyCount`. O(log n).
     func key(atRank rank: Int) -> [UInt8]
+    /// The key, value and expiry at a rank in the same order (not recorded); `rank < keyCount`. O(log n).
+    func entry(atRank rank: Int) -> (key: [UInt8], value: KVValue, expireAt: Int64)
+    /// The memory a key costs beside its value's own bytes, on average (the map's slot and structure, measured
+    /// with 1 M small keys; see BENCHMARKS.md), for INFO's estimate.
+    static var estimatedBytesPerKey: Int { get }
     /// Visits keys that carry an expiry, in no particular order.
     func forEachVolatileKey(_ body: ([UInt8], Int64) -> Void)
     /// Removes everything.
@@ -145,6 +150,13 @@ public struct KVStateV1: KVStorage {
     }
 
     public func key(atRank rank: Int) -> [UInt8] { data.entry(atRank: rank).key }
+
+    public func entry(atRank rank: Int) -> (key: [UInt8], value: KVValue, expireAt: Int64) {
+        let (k, v) = data.entry(atRank: rank)
+        return (k, v, expires.peek(k) ?? kvNoExpiry)
+    }
+
+    public static var estimatedBytesPerKey: Int { 84 }
 
     public func forEachKey(_ body: ([UInt8], KVValue, Int64) -> Void) {
         data.forEach { k, v in body(k, v, expires.peek(k) ?? kvNoExpiry) }
@@ -330,6 +342,13 @@ public struct KVStateV2: KVStorage {
     }
 
     public func key(atRank rank: Int) -> [UInt8] { entries.entry(atRank: rank).key }
+
+    public func entry(atRank rank: Int) -> (key: [UInt8], value: KVValue, expireAt: Int64) {
+        let (k, e) = entries.entry(atRank: rank)
+        return (k, e.value, e.expireAt)
+    }
+
+    public static var estimatedBytesPerKey: Int { 120 }
 
     public func forEachKey(_ body: ([UInt8], KVValue, Int64) -> Void) {
         entries.forEach { k, e in body(k, e.value, e.expireAt) }

@@ -108,4 +108,36 @@ struct KeyspaceScanTests {
         #expect(ks.send(["RANDOMKEY"]) == .bulk(nil))
         #expect(ks.state.keyCount == 0)
     }
+
+    @Test("INFO's memory estimate samples a large keyspace: close to the full walk, and the same for the same keys in any order")
+    func memoryEstimate() {
+        func usedMemory(_ ks: inout Keyspace<KVStateV1>) -> Int {
+            guard case .bulk(let text?) = ks.send(["INFO", "memory"]),
+                  let line = String(decoding: text, as: UTF8.self).split(whereSeparator: \.isNewline)
+                      .first(where: { $0.hasPrefix("used_memory:") }),
+                  let n = Int(line.dropFirst("used_memory:".count)) else { return -1 }
+            return n
+        }
+        var forward = Keyspace(state: KVStateV1(), version2: false)
+        var backward = Keyspace(state: KVStateV1(), version2: false)
+        let count = 20_000
+        for i in 0..<count {
+            // Mixed sizes: short and long keys, small strings and a few lists.
+            let key = i % 7 == 0 ? "a-rather-long-key-name:\(i)" : "k\(i)"
+            _ = forward.send(i % 50 == 0 ? ["RPUSH", key, "x", "y", "z"] : ["SET", key, String(repeating: "v", count: i % 40)])
+        }
+        for i in (0..<count).reversed() {
+            let key = i % 7 == 0 ? "a-rather-long-key-name:\(i)" : "k\(i)"
+            _ = backward.send(i % 50 == 0 ? ["RPUSH", key, "x", "y", "z"] : ["SET", key, String(repeating: "v", count: i % 40)])
+        }
+        let sampled = usedMemory(&forward)
+        #expect(sampled == usedMemory(&backward), "the estimate depends on the contents only")
+        // The exact walk, as the estimate computes it below its sampling threshold.
+        var exact = 0
+        forward.state.forEachKey { k, v, exp in
+            exact += KVStateV1.estimatedBytesPerKey + (k.count > 15 ? 32 + k.count : 0) + v.byteEstimate
+                + (exp == kvNoExpiry ? 0 : 57)
+        }
+        #expect(abs(Double(sampled - exact)) / Double(exact) < 0.05, "sampled \(sampled), exact \(exact)")
+    }
 }
