@@ -125,7 +125,7 @@ public struct KVWatches: Sendable {
         guard !keys.isEmpty else { return }
         var present: [[UInt8]] = []
         keys.forEach { k, _ in if exists(k) { present.append(k) } }
-        // Sorted: the order of the changes must not depend on the hash tree's iteration order.
+        // Sorted: the order of the changes must not depend on a map's iteration order.
         present.sort { $0.lexicographicallyPrecedes($1) }
         for k in present { touch(k, exists: false) }
     }

@@ -1,4 +1,3 @@
-import HashTreeCollections
 import UnderstudyWire
 
 /// A state snapshot in its canonical byte form, readable map by map.

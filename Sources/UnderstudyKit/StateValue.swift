@@ -19,7 +19,7 @@ public protocol StateValue: Sendable {
     ///
     /// Use the default implementation; do not provide your own. It is a requirement only so that
     /// the snapshot loop is compiled for each concrete value type (in the module that declares the
-    /// conformance) instead of running generically over the hash tree.
+    /// conformance) instead of running generically over the tree.
     static func encodeSnapshotEntries(of map: TrackedMap<Self>, into writer: inout ByteWriter)
 
     /// Decodes `count` entries in snapshot framing from `bytes`, starting at `offset`, into `map`

@@ -3,7 +3,7 @@ import UnderstudyWire
 // The per-entry snapshot loops. They are `@inlinable` and reached through the `StateValue`
 // requirements `encodeSnapshotEntries` / `decodeSnapshotEntries`, whose default implementations
 // are specialized for each concrete value type in the module that declares the conformance. Run
-// generically (through a `TrackedMapVisitor`), every hash-tree step and value copy would go
+// generically (through a `TrackedMapVisitor`), every tree step and value copy would go
 // through runtime metadata and value witnesses, which cost several times the work itself.
 
 extension TrackedMap {

@@ -1,4 +1,3 @@
-import HashTreeCollections
 import UnderstudyWire
 
 /// Visits the tracked maps of a state without changing them.
