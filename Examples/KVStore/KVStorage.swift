@@ -183,15 +183,30 @@ public struct KVEntry: Sendable, StateValue {
     public var value: KVValue
     /// Absolute expiry in ms, or ``kvNoExpiry``.
     public var expireAt: Int64
-    /// Journaled time of the last access in ms (0: not accessed since migration).
-    public var lastAccess: Int64
+    /// The last access time (low 56 bits, two's complement) and the frequency counter (high 8 bits) in one word,
+    /// so an entry is 24 bytes rather than 32: a million keys' slots are 8 MB smaller.
+    var accessWord: UInt64
+
+    /// Journaled time of the last access in ms (0: not accessed since migration). Kept to 56 bits (±1 million
+    /// years around 1970), far beyond any journaled time.
+    public var lastAccess: Int64 {
+        get { Int64(bitPattern: accessWord << 8) >> 8 }
+        set { accessWord = (accessWord & Self.frequencyMask) | (UInt64(bitPattern: newValue) & ~Self.frequencyMask) }
+    }
+
     /// Logarithmic access-frequency counter (Redis LFU style, 0–255).
-    public var frequency: UInt8
+    public var frequency: UInt8 {
+        get { UInt8(truncatingIfNeeded: accessWord >> 56) }
+        set { accessWord = (accessWord & ~Self.frequencyMask) | UInt64(newValue) << 56 }
+    }
+
+    static let frequencyMask: UInt64 = 0xFF00_0000_0000_0000
 
     /// Creates an entry.
     public init(value: KVValue, expireAt: Int64, lastAccess: Int64, frequency: UInt8) {
         self.value = value
         self.expireAt = expireAt
+        self.accessWord = 0
         self.lastAccess = lastAccess
         self.frequency = frequency
     }
@@ -206,7 +221,12 @@ public struct KVEntry: Sendable, StateValue {
     public init(decoding r: inout ByteReader) throws {
         value = try KVValue(decoding: &r)
         expireAt = try r.readInt64()
-        lastAccess = try r.readInt64()
+        accessWord = 0
+        let last = try r.readInt64()
+        guard last >= -(1 << 55) && last < (1 << 55) else {
+            throw DecodingError("last access time \(last) is out of range")
+        }
+        lastAccess = last
         frequency = try r.readByte()
     }
 

@@ -14,14 +14,14 @@ extension TrackedMap {
     /// so the bytes are exactly those of `writeBytes(key); writeBytes(value.canonicalBytes)`.
     @inlinable
     func appendSnapshotEntries(to writer: inout ByteWriter) {
-        storage.forEach { key, value in
+        storage.forEach { key, entry in
             key.withBytes { bytes in
                 writer.writeVarint(UInt64(bytes.count))
                 writer.bytes.append(contentsOf: bytes)
             }
             let lengthAt = writer.bytes.count
             writer.bytes.append(0)
-            value.encode(to: &writer)
+            entry.value.encode(to: &writer)
             let length = writer.bytes.count &- lengthAt &- 1
             if length < 0x80 {
                 writer.bytes[lengthAt] = UInt8(truncatingIfNeeded: length)
@@ -55,10 +55,11 @@ extension TrackedMap {
             }
             o += valueLength
             let b = bucket(of: key)
-            if let old = storage.updateValue(value, forKey: TrackedKey(key)) {
-                buckets[b] &-= entryHash(key: key, value: old)
+            let h = entryHash(key: key, value: value)
+            if let old = storage.updateValue(Entry(value: value, hash: h), forKey: TrackedKey(key)) {
+                buckets[b] &-= old.hash
             }
-            buckets[b] &+= entryHash(key: key, value: value)
+            buckets[b] &+= h
         }
     }
 }

@@ -15,10 +15,21 @@ public let digestBucketCount = 4096
 /// of `entryHash(key, value)` over the keys in `b`, so two processes with the same logical contents
 /// report identical buckets, whatever order the writes came in.
 public struct TrackedMap<Value: StateValue>: Sendable {
+    /// A value with its entry hash, kept so that a write never rehashes the value it replaces (a value that
+    /// grows — a list, an account's history — would otherwise be hashed twice per write).
+    @usableFromInline struct Entry: Sendable {
+        @usableFromInline var value: Value
+        @usableFromInline var hash: UInt64
+        @inlinable init(value: Value, hash: UInt64) {
+            self.value = value
+            self.hash = hash
+        }
+    }
+
     /// The map's name; part of every entry's hash and of snapshots.
     public let name: String
     @usableFromInline let nameSeed: UInt64
-    @usableFromInline var storage: OrderedTree<TrackedKey, Value>
+    @usableFromInline var storage: OrderedTree<TrackedKey, Entry>
     @usableFromInline var buckets: [UInt64]
     @usableFromInline var touchedLog: [[UInt8]] = []
     @usableFromInline var writtenLog: [[UInt8]] = []
@@ -71,12 +82,12 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     /// Reads a key and records it as touched.
     @inlinable public mutating func get(_ key: [UInt8]) -> Value? {
         noteTouched(key)
-        return storage[TrackedKey(key)]
+        return storage[TrackedKey(key)]?.value
     }
 
     /// Reads a key without recording it (for code outside request handling).
     @inlinable public func peek(_ key: [UInt8]) -> Value? {
-        storage[TrackedKey(key)]
+        storage[TrackedKey(key)]?.value
     }
 
     /// True when the key exists (recorded as touched).
@@ -102,15 +113,16 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     @inlinable @discardableResult
     mutating func store(_ key: [UInt8], _ tracked: TrackedKey, _ value: Value?) -> Value? {
         let b = bucket(of: key)
-        let old: Value?
+        let old: Entry?
         if let value {
-            old = storage.updateValue(value, forKey: tracked)
-            buckets[b] &+= entryHash(key: key, value: value)
+            let h = entryHash(key: key, value: value)
+            old = storage.updateValue(Entry(value: value, hash: h), forKey: tracked)
+            buckets[b] &+= h
         } else {
             old = storage.removeValue(forKey: tracked)
         }
-        if let old { buckets[b] &-= entryHash(key: key, value: old) }
-        return old
+        if let old { buckets[b] &-= old.hash }
+        return old?.value
     }
 
     /// Removes a key; returns the old value.
@@ -127,8 +139,9 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     @inlinable @discardableResult
     public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) -> R) -> R {
         let tracked = TrackedKey(key)
-        var value = storage.removeValue(forKey: tracked)
-        let oldHash = value.map { entryHash(key: key, value: $0) }
+        let old = storage.removeValue(forKey: tracked)
+        let oldHash = old?.hash
+        var value = old?.value
         let result = body(&value)
         finishUpdate(key, tracked, oldHash: oldHash, value: value)
         return result
@@ -139,16 +152,16 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     @inlinable @discardableResult
     public mutating func update<R>(_ key: [UInt8], _ body: (inout Value?) throws -> R) throws -> R {
         let tracked = TrackedKey(key)
-        let oldValue = storage.removeValue(forKey: tracked)
-        var value = oldValue
+        let oldEntry = storage.removeValue(forKey: tracked)
+        var value = oldEntry?.value
         let result: R
         do {
             result = try body(&value)
         } catch {
-            if let oldValue { storage.updateValue(oldValue, forKey: tracked) }
+            if let oldEntry { storage.updateValue(oldEntry, forKey: tracked) }
             throw error
         }
-        finishUpdate(key, tracked, oldHash: oldValue.map { entryHash(key: key, value: $0) }, value: value)
+        finishUpdate(key, tracked, oldHash: oldEntry?.hash, value: value)
         return result
     }
 
@@ -157,7 +170,7 @@ public struct TrackedMap<Value: StateValue>: Sendable {
         if let oldHash { buckets[b] &-= oldHash }
         if let value {
             let h = entryHash(key: key, value: value)
-            storage.updateValue(value, forKey: tracked)
+            storage.updateValue(Entry(value: value, hash: h), forKey: tracked)
             buckets[b] &+= h
             if h != oldHash { noteWritten(key) } else { noteTouched(key) }
         } else if oldHash != nil {
@@ -185,22 +198,22 @@ public struct TrackedMap<Value: StateValue>: Sendable {
 
     /// Calls `body` for every entry, in ``position(of:)`` order.
     @inlinable public func forEach(_ body: ([UInt8], Value) throws -> Void) rethrows {
-        try storage.forEach { k, v in try body(k.bytes, v) }
+        try storage.forEach { k, e in try body(k.bytes, e.value) }
     }
 
     /// The entry at a rank in ``position(of:)`` order (not recorded). Precondition: `0 <= rank < count`.
     ///
     /// A uniformly random entry is the entry at a random rank: O(log n).
     @inlinable public func entry(atRank rank: Int) -> (key: [UInt8], value: Value) {
-        let (k, v) = storage.entry(atRank: rank)
-        return (k.bytes, v)
+        let (k, e) = storage.entry(atRank: rank)
+        return (k.bytes, e.value)
     }
 
     /// The entries in ``position(of:)`` order whose position is at least `cursor` (not recorded),
     /// starting at the first such entry; O(log n) to start, then O(1) per entry.
     @inlinable public func entries(fromPosition cursor: UInt64) -> some Sequence<(key: [UInt8], value: Value)> {
         storage.entries(from: TrackedKey(position: cursor, bytes: []))
-            .lazy.map { (key: $0.key.bytes, value: $0.value) }
+            .lazy.map { (key: $0.key.bytes, value: $0.value.value) }
     }
 
     /// One step of a cursor over the keys, with the guarantees of Redis's SCAN: a key present for the
@@ -224,7 +237,7 @@ public struct TrackedMap<Value: StateValue>: Sendable {
     public var bucketDigests: [UInt64] { buckets }
 
     /// The entry hash stored for a key, if present (the hash that drill-downs report).
-    public func valueHash(of key: [UInt8]) -> UInt64? { peek(key).map { entryHash(key: key, value: $0) } }
+    public func valueHash(of key: [UInt8]) -> UInt64? { storage[TrackedKey(key)]?.hash }
 
     /// Takes the keys touched and written since the last call.
     public mutating func drainTouched() -> (touched: [[UInt8]], written: [[UInt8]]) {

@@ -58,9 +58,10 @@ struct DrillDownCollector: TrackedMapVisitor {
     let wanted: Set<Int>
     var entries: [KeyHash] = []
     mutating func visit<Value: StateValue>(_ map: TrackedMap<Value>) {
-        map.forEach { k, v in
-            guard wanted.contains(map.bucket(of: k)) else { return }
-            entries.append(KeyHash(key: MapKey(map: map.name, key: k), valueHash: map.entryHash(key: k, value: v)))
+        map.storage.forEach { k, e in
+            let key = k.bytes
+            guard wanted.contains(map.bucket(of: key)) else { return }
+            entries.append(KeyHash(key: MapKey(map: map.name, key: key), valueHash: e.hash))
         }
     }
 }

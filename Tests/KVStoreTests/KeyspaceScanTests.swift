@@ -140,4 +140,29 @@ struct KeyspaceScanTests {
         }
         #expect(abs(Double(sampled - exact)) / Double(exact) < 0.05, "sampled \(sampled), exact \(exact)")
     }
+
+    @Test("a v2 entry packs its access time and frequency into one word and round-trips their full ranges",
+          arguments: [0, 1, -1, 1_800_000_000_000, (1 << 55) - 1, -(1 << 55)] as [Int64])
+    func entryPacking(lastAccess: Int64) throws {
+        for frequency: UInt8 in [0, 5, 128, 255] {
+            var e = KVEntry(value: .string([1, 2]), expireAt: -1, lastAccess: lastAccess, frequency: frequency)
+            #expect(e.lastAccess == lastAccess && e.frequency == frequency)
+            e.frequency = 255 - frequency
+            #expect(e.lastAccess == lastAccess && e.frequency == 255 - frequency)
+            e.lastAccess = 42
+            e.lastAccess = lastAccess
+            #expect(e.lastAccess == lastAccess && e.frequency == 255 - frequency)
+            let decoded = try KVEntry(canonicalBytes: e.canonicalBytes)
+            #expect(decoded.lastAccess == lastAccess && decoded.frequency == 255 - frequency && decoded.expireAt == -1)
+            #expect(decoded.stableDigest() == e.stableDigest())
+        }
+        #expect(MemoryLayout<KVEntry>.size <= 24)
+        // A time beyond 56 bits in a snapshot is refused, not silently changed.
+        var w = ByteWriter()
+        KVValue.string([]).encode(to: &w)
+        w.write(Int64(-1))
+        w.write(Int64.max)
+        w.write(UInt8(1))
+        #expect(throws: (any Error).self) { try KVEntry(canonicalBytes: w.bytes) }
+    }
 }
