@@ -52,13 +52,25 @@ public struct PredictionEngineConfiguration: Sendable, Equatable {
     public var loadWindowMillis: Int64
     /// Half-life of the popularity table, in observations. Default 5000.
     public var popularityHalfLife: Double
+    /// Most distinct keys the engine remembers at once. Default 65 536; at least `minimumKeys`.
+    ///
+    /// Every distinct key costs the engine a few hundred bytes (interning, per-key state, count
+    /// tables). When interning one more key would pass this bound, the engine starts a new *key
+    /// generation*: it forgets every key and every count table and starts learning again from that
+    /// key, keeping what is not about keys (the network's weights, scores, forecasters, commands).
+    /// So memory stays bounded however many distinct keys clients write.
+    public var maximumKeys: Int
+
+    /// The least accepted `maximumKeys`.
+    public static let minimumKeys = 16
 
     /// Creates a configuration; see the properties for the defaults.
     public init(
         cell: RecurrentCellKind = .gru, hiddenSize: Int = 32, seed: UInt64 = 1,
         optimizer: ParameterStore.Optimizer = .adam(learningRate: 0.005), gradientClip: Float = 5,
         bpttWindow: Int = 8, trainEveryWindows: Int = 1, maxCandidates: Int = 20, scoreWindow: Int = 1000,
-        switchMargin: Double = 0.005, loadWindowMillis: Int64 = 1000, popularityHalfLife: Double = 5000
+        switchMargin: Double = 0.005, loadWindowMillis: Int64 = 1000, popularityHalfLife: Double = 5000,
+        maximumKeys: Int = 65_536
     ) {
         self.cell = cell
         self.hiddenSize = hiddenSize
@@ -72,6 +84,7 @@ public struct PredictionEngineConfiguration: Sendable, Equatable {
         self.switchMargin = switchMargin
         self.loadWindowMillis = loadWindowMillis
         self.popularityHalfLife = popularityHalfLife
+        self.maximumKeys = maximumKeys
     }
 }
 
@@ -119,6 +132,11 @@ public struct PredictionReport: Codable, Sendable, Equatable {
     public var churnForecastMeanAbsoluteError: Double
     /// Top-1 accuracy of the next-command-class head.
     public var commandTop1: Double
+    /// Key generations started: how many times the engine forgot every key because interning one
+    /// more would have passed `PredictionEngineConfiguration.maximumKeys` (0 while it never did).
+    public var keyGenerations: Int
+    /// Distinct keys interned in the current key generation (at most `maximumKeys`).
+    public var internedKeys: Int
 
     /// The score named `name`, if present.
     public func score(_ name: String) -> PredictorScore? { predictors.first { $0.name == name } }

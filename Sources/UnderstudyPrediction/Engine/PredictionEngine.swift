@@ -17,6 +17,11 @@ import Darwin
 /// top-1 (the re-ranker keeps ties; a challenger must lead by `switchMargin`), so it is never
 /// worse than the best baseline by more than noise.
 ///
+/// Memory is bounded: at most `maximumKeys` distinct keys are interned at once. Interning one more
+/// starts a new key generation, which forgets every key id and everything indexed by one (per-key
+/// state, count tables, published rankings and candidates) and keeps the rest (network weights and
+/// optimiser state, scores, forecasters, command vocabulary); the tables then relearn.
+///
 /// Not thread-safe: use one engine from one task.
 ///
 /// Stored properties are `@exclusivity(unchecked)`: dynamic exclusivity checks on them were a
@@ -28,12 +33,13 @@ public final class PredictionEngine {
     /// The configuration it was built with.
     public let configuration: PredictionEngineConfiguration
 
-    // Tables.
-    private let lastTable = LastValuePredictor()
-    private let popularity: PopularityPredictor
-    private let markov2 = Markov2Predictor()
+    // Tables (indexed by key id; replaced by a new key generation).
+    @exclusivity(unchecked) private var lastTable = LastValuePredictor()
+    @exclusivity(unchecked) private var popularity: PopularityPredictor
+    @exclusivity(unchecked) private var markov2 = Markov2Predictor()
     private var markov1: Markov1Predictor { markov2.order1 }
-    private let recency = RecencyPredictor(capacity: 32)
+    @exclusivity(unchecked) private var recency = RecencyPredictor(capacity: PredictionEngine.recencyCapacity)
+    private static let recencyCapacity = 32
     private var baselines: [any KeyPredictor] { [lastTable, popularity, markov1, markov2, recency] }
 
     // Interning.
@@ -41,6 +47,10 @@ public final class PredictionEngine {
     @exclusivity(unchecked) private var keyBytes: [[UInt8]] = []
     @exclusivity(unchecked) private var commandIDs: [String: Int] = [:]
     static let commandVocabulary = 16
+    /// `configuration.maximumKeys`.
+    private let maximumKeys: Int
+    /// Key generations started (each forgot every key id).
+    @exclusivity(unchecked) private var keyGenerations = 0
 
     // Per-key state (indexed by key id).
     @exclusivity(unchecked) private var lastSeenStep: [Int] = []
@@ -113,7 +123,11 @@ public final class PredictionEngine {
 
     /// Creates an engine.
     public init(configuration: PredictionEngineConfiguration = .init()) {
+        precondition(
+            configuration.maximumKeys >= PredictionEngineConfiguration.minimumKeys,
+            "maximumKeys must be at least \(PredictionEngineConfiguration.minimumKeys)")
         self.configuration = configuration
+        maximumKeys = configuration.maximumKeys
         popularity = PopularityPredictor(halfLife: configuration.popularityHalfLife)
         let hidden = roundUp8(max(8, configuration.hiddenSize))
         let inputSize = 24
@@ -166,14 +180,22 @@ public final class PredictionEngine {
     /// Learns from one observed request (scoring every predictor's ranking on it first).
     public func observe(_ observation: Observation) {
         let start = Self.monotonicNanoseconds()
-        let key = (observation.keys.first ?? observation.touchedKeys.first).map(intern)
+        var key = (observation.keys.first ?? observation.touchedKeys.first).map(intern)
         var written: [Int] = []
         if observation.isWrite {
             let source = observation.touchedKeys.isEmpty ? observation.keys : observation.touchedKeys
             if source.count == 1, let key, observation.touchedKeys.isEmpty {
                 written = [key]
             } else {
+                let generation = keyGenerations
                 written = source.map(intern)
+                if keyGenerations != generation {
+                    // A key generation started while interning these keys: ids interned before it
+                    // are stale. Intern the observed key again, then keep the written keys that are
+                    // in the current generation (or fit in it; the rest are left out of the churn).
+                    key = (observation.keys.first ?? observation.touchedKeys.first).map(intern)
+                    written = source.compactMap { keyIDs[$0] ?? (keyBytes.count < maximumKeys ? intern($0) : nil) }
+                }
             }
         }
         observeInterned(
@@ -225,13 +247,15 @@ public final class PredictionEngine {
             publishedSource: publishedSource, predictors: predictors,
             requestForecastMeanAbsoluteError: requestForecaster.meanAbsoluteError,
             churnForecastMeanAbsoluteError: churnForecaster.meanAbsoluteError,
-            commandTop1: commandScored == 0 ? 0 : Double(commandHits) / Double(commandScored))
+            commandTop1: commandScored == 0 ? 0 : Double(commandHits) / Double(commandScored),
+            keyGenerations: keyGenerations, internedKeys: keyBytes.count)
     }
 
     // MARK: Interning
 
     private func intern(_ bytes: [UInt8]) -> Int {
         if let id = keyIDs[bytes] { return id }
+        if keyBytes.count >= maximumKeys { startKeyGeneration() }
         let id = keyBytes.count
         keyIDs[bytes] = id
         keyBytes.append(bytes)
@@ -240,6 +264,28 @@ public final class PredictionEngine {
         candidateStamp.append(-1)
         writtenWindow.append(Int64.min)
         return id
+    }
+
+    /// Forgets every key id and everything indexed by one; keeps the network, scores, forecasters
+    /// and commands. Storage of the per-key arrays is kept (it is bounded by `maximumKeys`).
+    private func startKeyGeneration() {
+        keyGenerations += 1
+        keyIDs.removeAll(keepingCapacity: true)
+        keyBytes.removeAll(keepingCapacity: true)
+        lastSeenStep.removeAll(keepingCapacity: true)
+        lastWasWrite.removeAll(keepingCapacity: true)
+        candidateStamp.removeAll(keepingCapacity: true)
+        writtenWindow.removeAll(keepingCapacity: true)
+        lastTable = LastValuePredictor()
+        popularity = PopularityPredictor(halfLife: configuration.popularityHalfLife)
+        markov2 = Markov2Predictor()
+        recency = RecencyPredictor(capacity: Self.recencyCapacity)
+        // Published rankings and candidates: empty until the next publish (every component misses
+        // the key that started the generation: it is new to the engine).
+        candidates.removeAll(keepingCapacity: true)
+        rerankerOrder.removeAll(keepingCapacity: true)
+        for i in rankings.indices { rankings[i].removeAll(keepingCapacity: true) }
+        scratch.removeAll(keepingCapacity: true)
     }
 
     private func commandID(_ command: String) -> Int {
