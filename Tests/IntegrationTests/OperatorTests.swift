@@ -132,6 +132,13 @@ extension EndToEnd {
             let hitRate = try #require(snapshot.prefetchHitRate)
             print("prefetch: \(snapshot.prefetchHintsSent) hint sets, hit rate \(hitRate) over \(snapshot.observed) observations")
             #expect(hitRate > 0.3, "prefetch hit rate \(hitRate) over \(snapshot.observed) observations")
+            // The report counts the interned keys (at most the 50 loop keys and a few others: far from the bound).
+            let json = try reader.get("/predictions").text
+            let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            let report = try #require(object?["report"] as? [String: Any], "\(json.prefix(2000))")
+            let interned = try #require(report["internedKeys"] as? Int, "\(json.prefix(2000))")
+            #expect(interned > 0 && interned <= 2 * keys, "\(interned) keys interned")
+            #expect(report["keyGenerations"] as? Int == 0, "\(json.prefix(2000))")
             // The primary's service received them through the SDK's prefetch hook.
             guard case .integer(let received) = try client.call("PREFETCHED") else {
                 Issue.record("PREFETCHED did not answer an integer")

@@ -422,6 +422,7 @@ function renderPredictions(p) {
   const info = [
     `${fmtInt(r.observations)} observations`,
     r.microsecondsPerObservation !== undefined ? `${fmtNum(num(r.microsecondsPerObservation))} µs each` : null,
+    r.internedKeys !== undefined ? `${fmtInt(r.internedKeys)} keys` + (num(r.keyGenerations) ? ` (key generation ${fmtInt(r.keyGenerations)})` : "") : null,
     `publishing ${p.publishedSource || r.publishedSource || "—"}`,
     `forecast ${fmtNum(num(p.forecastRequests))} req, ${fmtNum(num(p.forecastWriteChurn))} writes`,
     p.surprise !== undefined && p.surprise !== null ? `surprise ${fmtNum(num(p.surprise))}` : null,
