@@ -153,6 +153,44 @@ struct KeyGenerationTests {
         }
     }
 
+    @Test("the order-2 table keeps at most maximumContexts contexts, then starts over and relearns")
+    func markov2Contexts() {
+        let m2 = Markov2Predictor(maximumContexts: 64)
+        var rng = SplitMix64(seed: 5)
+        var most = 0
+        // A random stream over 100 keys meets thousands of pairs.
+        for _ in 0..<10_000 {
+            m2.observe(rng.nextInt(100), isWrite: false)
+            most = max(most, m2.contexts)
+        }
+        #expect(most == 64)
+        #expect(m2.contextResets > 50)
+        // A 20-key cycle has 20 contexts: after at most one more start-over it is predicted exactly.
+        var hits = 0
+        for i in 0..<400 {
+            if i >= 200 && m2.predict(1) == [i % 20] { hits += 1 }
+            m2.observe(i % 20, isWrite: false)
+        }
+        #expect(hits == 200)
+        #expect(m2.contexts <= 64)
+    }
+
+    @Test("the engine bounds its order-2 contexts by twice maximumKeys")
+    func engineContexts() {
+        let maximum = 64
+        let engine = PredictionEngine(configuration: .init(maximumKeys: maximum))
+        var rng = SplitMix64(seed: 9)
+        var most = 0
+        for i in 0..<20_000 {
+            engine.observe(command: "GET", key: "r\(rng.nextInt(maximum))", timeMillis: Int64(i), isWrite: false)
+            most = max(most, engine.markov2.contexts)
+        }
+        #expect(engine.report().keyGenerations == 0)
+        #expect(most == 2 * maximum)
+        #expect(engine.markov2.contextResets > 10)
+        #expect(PredictionEngine.maximumContexts(.init(maximumKeys: .max)) == .max)
+    }
+
     @Test("maximumKeys below the minimum is refused")
     func minimum() async {
         await #expect(processExitsWith: .failure) {

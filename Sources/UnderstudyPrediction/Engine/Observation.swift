@@ -58,7 +58,9 @@ public struct PredictionEngineConfiguration: Sendable, Equatable {
     /// tables). When interning one more key would pass this bound, the engine starts a new *key
     /// generation*: it forgets every key and every count table and starts learning again from that
     /// key, keeping what is not about keys (the network's weights, scores, forecasters, commands).
-    /// So memory stays bounded however many distinct keys clients write.
+    /// Order-2 Markov contexts (pairs of keys, which a random stream over n keys can make up to n²
+    /// of) are bounded by twice this number; past it, the order-2 table alone starts over. So memory
+    /// stays bounded however many distinct keys clients write and in whatever order.
     public var maximumKeys: Int
 
     /// The least accepted `maximumKeys`.

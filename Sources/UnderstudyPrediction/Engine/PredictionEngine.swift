@@ -20,7 +20,8 @@ import Darwin
 /// Memory is bounded: at most `maximumKeys` distinct keys are interned at once. Interning one more
 /// starts a new key generation, which forgets every key id and everything indexed by one (per-key
 /// state, count tables, published rankings and candidates) and keeps the rest (network weights and
-/// optimiser state, scores, forecasters, command vocabulary); the tables then relearn.
+/// optimiser state, scores, forecasters, command vocabulary); the tables then relearn. The order-2
+/// table keeps at most `2 × maximumKeys` contexts (pairs of keys) and starts over past that.
 ///
 /// Not thread-safe: use one engine from one task.
 ///
@@ -36,7 +37,7 @@ public final class PredictionEngine {
     // Tables (indexed by key id; replaced by a new key generation).
     @exclusivity(unchecked) private var lastTable = LastValuePredictor()
     @exclusivity(unchecked) private var popularity: PopularityPredictor
-    @exclusivity(unchecked) private var markov2 = Markov2Predictor()
+    @exclusivity(unchecked) private(set) var markov2: Markov2Predictor
     private var markov1: Markov1Predictor { markov2.order1 }
     @exclusivity(unchecked) private var recency = RecencyPredictor(capacity: PredictionEngine.recencyCapacity)
     private static let recencyCapacity = 32
@@ -129,6 +130,7 @@ public final class PredictionEngine {
         self.configuration = configuration
         maximumKeys = configuration.maximumKeys
         popularity = PopularityPredictor(halfLife: configuration.popularityHalfLife)
+        markov2 = Markov2Predictor(maximumContexts: Self.maximumContexts(configuration))
         let hidden = roundUp8(max(8, configuration.hiddenSize))
         let inputSize = 24
         var rng = SplitMix64(seed: configuration.seed)
@@ -278,7 +280,7 @@ public final class PredictionEngine {
         writtenWindow.removeAll(keepingCapacity: true)
         lastTable = LastValuePredictor()
         popularity = PopularityPredictor(halfLife: configuration.popularityHalfLife)
-        markov2 = Markov2Predictor()
+        markov2 = Markov2Predictor(maximumContexts: Self.maximumContexts(configuration))
         recency = RecencyPredictor(capacity: Self.recencyCapacity)
         // Published rankings and candidates: empty until the next publish (every component misses
         // the key that started the generation: it is new to the engine).
@@ -286,6 +288,12 @@ public final class PredictionEngine {
         rerankerOrder.removeAll(keepingCapacity: true)
         for i in rankings.indices { rankings[i].removeAll(keepingCapacity: true) }
         scratch.removeAll(keepingCapacity: true)
+    }
+
+    /// Order-2 contexts kept at most: twice `maximumKeys`.
+    static func maximumContexts(_ configuration: PredictionEngineConfiguration) -> Int {
+        let (twice, overflow) = configuration.maximumKeys.multipliedReportingOverflow(by: 2)
+        return overflow ? .max : twice
     }
 
     private func commandID(_ command: String) -> Int {

@@ -27,6 +27,14 @@ final class SuccessorTable {
         return slots - 1
     }
 
+    /// Removes every slot (keeping the storage).
+    func removeAll() {
+        keys.removeAll(keepingCapacity: true)
+        counts.removeAll(keepingCapacity: true)
+        totals.removeAll(keepingCapacity: true)
+        slots = 0
+    }
+
     /// Counts `key` as a successor in `slot`.
     func add(_ key: Int, slot: Int) {
         let base = slot * width
@@ -122,6 +130,10 @@ public final class Markov1Predictor: KeyPredictor {
 
 /// Order-2 Markov predictor with back-off: successors of the last two keys, then of the last key
 /// (order 1), then the five most recent keys.
+///
+/// Contexts (pairs of keys) can outnumber keys by far (a random stream over n keys meets up to n²),
+/// so at most `maximumContexts` are kept: when one more would be added, the order-2 table starts
+/// over (the order-1 table and the recency back-off are kept).
 /// Mutable stored properties are `@exclusivity(unchecked)` (dynamic exclusivity checks were a
 /// visible share of `PredictionEngine.observe`): the class is not `Sendable`, so one instance is
 /// only reached from one thread, and no method calls back into the instance while it holds an
@@ -134,9 +146,18 @@ public final class Markov2Predictor: KeyPredictor {
     @exclusivity(unchecked) private var previous: Int?
     @exclusivity(unchecked) private var current: Int?
     let recency = RecencyPredictor(capacity: 5)
+    /// The most order-2 contexts kept at once.
+    public let maximumContexts: Int
+    /// How many times the order-2 table started over because it held `maximumContexts` contexts.
+    @exclusivity(unchecked) public private(set) var contextResets = 0
 
-    /// Creates an empty predictor.
-    public init() {}
+    /// Creates an empty predictor keeping at most `maximumContexts` order-2 contexts (at least 1).
+    public init(maximumContexts: Int = .max) {
+        self.maximumContexts = max(1, maximumContexts)
+    }
+
+    /// Order-2 contexts held now.
+    public var contexts: Int { table.slots }
 
     @inline(__always) private func pairKey(_ a: Int, _ b: Int) -> UInt64 {
         UInt64(UInt32(truncatingIfNeeded: a)) << 32 | UInt64(UInt32(truncatingIfNeeded: b))
@@ -169,6 +190,11 @@ public final class Markov2Predictor: KeyPredictor {
             if let existing = slotOfPair[pair] {
                 slot = Int(existing)
             } else {
+                if table.slots >= maximumContexts {
+                    slotOfPair.removeAll(keepingCapacity: true)
+                    table.removeAll()
+                    contextResets += 1
+                }
                 slot = table.addSlot()
                 slotOfPair[pair] = Int32(slot)
             }
