@@ -262,7 +262,7 @@ struct CollectionStructureTests {
     func sortedSetAgainstReference() {
         var d = Driver(KVServiceV2())
         var ref = Reference()
-        var rng = SplitMix(seed: 0x5A5E7)
+        var rng = SeededRNG(seed: 0x5A5E7)
         let memberPool = (0..<400).map { i in i % 50 == 0 ? "" + String(repeating: "long-member-", count: 3) + "\(i)" : "m\(i)" }
             + ["", "a\u{0}", "a", "b"]
         var checks = 0
@@ -354,7 +354,7 @@ struct CollectionStructureTests {
     @Test("lexicographic ranges on equal scores match a sorted-array reference")
     func lexRangesAgainstReference() {
         var d = Driver(KVServiceV1())
-        var rng = SplitMix(seed: 0x1E7)
+        var rng = SeededRNG(seed: 0x1E7)
         var members = Set<String>()
         let pool = (0..<300).map { "w\($0 * 7919 % 1000)" } + ["", "a", "a\u{0}", "b", "w", "w1", "w10", "x"]
         for m in pool where rng.int(3) != 0 {
@@ -385,7 +385,7 @@ struct CollectionStructureTests {
     @Test("score bounds of the structure match a scan: ±inf, -0, neighbours of present scores")
     func scoreBoundsDirect() {
         var z = KVSortedSet()
-        var rng = SplitMix(seed: 99)
+        var rng = SeededRNG(seed: 99)
         let scores: [Double] = [-.infinity, -1e300, -1, -.leastNonzeroMagnitude, 0, .leastNonzeroMagnitude, 0.5, 1, 1, 2, 1e300, .infinity]
         for i in 0..<3_000 { z.set(Array("m\(i)".utf8), scores[rng.int(scores.count)]) }
         z.set(Array("neg-zero".utf8), -0.0)
@@ -514,7 +514,7 @@ struct CollectionStructureTests {
 
     @Test("larger collections round-trip and keep their digests through encodings and through insertion order")
     func largeRoundTrip() throws {
-        var rng = SplitMix(seed: 7)
+        var rng = SeededRNG(seed: 7)
         var a = KVSet(), b = KVSet()
         var h1 = KVHash(), h2 = KVHash()
         var z1 = KVSortedSet(), z2 = KVSortedSet()
@@ -554,16 +554,3 @@ extension RESPValue {
     }
 }
 
-/// A small seeded generator for the tests' choices.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-}

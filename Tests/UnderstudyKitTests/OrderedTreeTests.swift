@@ -3,16 +3,8 @@ import UnderstudyWire
 
 @testable import UnderstudyKit
 
-/// A small deterministic generator (splitmix64), so a failure reproduces from its seed.
-private struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension TestRandom {
+    /// A number in 0..<n.
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
 
@@ -76,7 +68,7 @@ struct OrderedTreeTests {
     @Test("Random inserts, removals and updates agree with a sorted reference, with every invariant kept",
           arguments: [1, 2, 3, 4])
     func randomAgainstReference(seed: UInt64) {
-        var rng = SplitMix(state: seed)
+        var rng = TestRandom(seed: seed)
         var tree = OrderedTree<Int, Int>()
         var reference: [Int: Int] = [:]
         let keySpace = [50, 500, 5_000, 50_000][Int(seed - 1)]
