@@ -162,11 +162,21 @@ final class Comparator: @unchecked Sendable {
             same = agreed
         } else {
             if (rules[command] ?? .exact) == .ignore { return true }
+            if Self.isVersionGap(command: command, instance: instance) { return true }
             same = agree(command: command, primaryReply, otherReply)
         }
         count(same: same, request: request, command: command, instance: instance,
               primary: { Self.renderReply(primaryReply) }, other: { Self.renderReply(otherReply) })
         return same
+    }
+
+    /// A command the previous version kept on probation does not have (a command the new version added): its
+    /// refusal there is the version difference the deploy was for, not a discrepancy. Only for the probation
+    /// instance — a candidate that lacks a command the primary serves would break its clients, and that must count.
+    static func isVersionGap(command: String, instance: WorkerInstance) -> Bool {
+        guard instance.role == .probation, let table = instance.hello?.commands else { return false }
+        let name = command.split(whereSeparator: { $0 == " " || $0 == "|" }).first.map(String.init) ?? command
+        return table.arity(of: name) == nil
     }
 
     /// Compares one instance's whole answer to an input with the primary's: the reply or that it is held back, and
