@@ -52,9 +52,6 @@ extension KVStorage {
         .bulks(liveKeys(matching: a[1], now: env.now))
     }
 
-    /// The stable position of a key in SCAN order (never 0, which starts and ends a scan).
-    static func scanPosition(_ key: [UInt8]) -> UInt64 { TrackedKey.position(of: key) }
-
     mutating func cmdScan(_ a: [[UInt8]], _ env: inout KVEnvironment) -> Reply {
         guard let cursor = parseCursor(a[1]) else { return .error("ERR invalid cursor") }
         var count = 10

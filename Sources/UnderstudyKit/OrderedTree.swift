@@ -356,68 +356,67 @@ final class OrderedTreeNode<Key: Comparable & Sendable, Value: Sendable>: @unche
         uniqueChild(r)
         let left = children[l]
         let right = children[r]
-        if left.isLeaf {
-            let total = left.keys.count + right.keys.count
-            if total <= Self.capacity {
-                left.keys.append(contentsOf: right.keys)
-                left.values.append(contentsOf: right.values)
-                left.count = left.keys.count
-                removeChild(r, mergedInto: l)
-                return
-            }
-            let target = total / 2
-            if left.keys.count < target {
-                let n = target - left.keys.count
-                left.keys.append(contentsOf: right.keys[..<n])
-                left.values.append(contentsOf: right.values[..<n])
-                right.keys.removeSubrange(..<n)
-                right.values.removeSubrange(..<n)
-            } else {
-                right.keys.insert(contentsOf: left.keys[target...], at: 0)
-                right.values.insert(contentsOf: left.values[target...], at: 0)
-                left.keys.removeSubrange(target...)
-                left.values.removeSubrange(target...)
-            }
-            left.count = left.keys.count
-            right.count = right.keys.count
-            keys[r] = right.keys[0]
-        } else {
-            // The separator between the two becomes the separator of right's first child once that child
-            // sits anywhere but at index 0.
-            right.keys[0] = keys[r]
-            let total = left.children.count + right.children.count
-            if total <= Self.capacity {
-                left.keys.append(contentsOf: right.keys)
-                left.children.append(contentsOf: right.children)
-                left.counts.append(contentsOf: right.counts)
-                left.count += right.count
-                removeChild(r, mergedInto: l)
-                return
-            }
-            let target = total / 2
-            if left.children.count < target {
-                let n = target - left.children.count
-                left.keys.append(contentsOf: right.keys[..<n])
-                left.children.append(contentsOf: right.children[..<n])
-                left.counts.append(contentsOf: right.counts[..<n])
-                right.keys.removeSubrange(..<n)
-                right.children.removeSubrange(..<n)
-                right.counts.removeSubrange(..<n)
-            } else {
-                right.keys.insert(contentsOf: left.keys[target...], at: 0)
-                right.children.insert(contentsOf: left.children[target...], at: 0)
-                right.counts.insert(contentsOf: left.counts[target...], at: 0)
-                left.keys.removeSubrange(target...)
-                left.children.removeSubrange(target...)
-                left.counts.removeSubrange(target...)
-            }
-            left.count = left.counts.reduce(0, +)
-            right.count = right.counts.reduce(0, +)
-            keys[r] = right.keys[0]
+        // Internal nodes: the separator between the two becomes the separator of right's first child once that
+        // child sits anywhere but at index 0.
+        if !left.isLeaf { right.keys[0] = keys[r] }
+        let total = left.keys.count + right.keys.count
+        if total <= Self.capacity {
+            left.appendSlots(of: right, 0..<right.keys.count)
+            left.recount()
+            removeChild(r, mergedInto: l)
+            return
         }
+        let target = total / 2
+        if left.keys.count < target {
+            let moved = 0..<(target - left.keys.count)
+            left.appendSlots(of: right, moved)
+            right.removeSlots(moved)
+        } else {
+            let moved = target..<left.keys.count
+            right.prependSlots(of: left, moved)
+            left.removeSlots(moved)
+        }
+        left.recount()
+        right.recount()
+        keys[r] = right.keys[0]
         counts[l] = left.count
         counts[r] = right.count
     }
+
+    // A slot is a key with its value (leaf) or a separator with its child and that child's count (internal);
+    // `keys` has one entry per slot in both kinds.
+
+    @inlinable func appendSlots(of other: OrderedTreeNode, _ range: Range<Int>) {
+        keys.append(contentsOf: other.keys[range])
+        if isLeaf {
+            values.append(contentsOf: other.values[range])
+        } else {
+            children.append(contentsOf: other.children[range])
+            counts.append(contentsOf: other.counts[range])
+        }
+    }
+
+    @inlinable func prependSlots(of other: OrderedTreeNode, _ range: Range<Int>) {
+        keys.insert(contentsOf: other.keys[range], at: 0)
+        if isLeaf {
+            values.insert(contentsOf: other.values[range], at: 0)
+        } else {
+            children.insert(contentsOf: other.children[range], at: 0)
+            counts.insert(contentsOf: other.counts[range], at: 0)
+        }
+    }
+
+    @inlinable func removeSlots(_ range: Range<Int>) {
+        keys.removeSubrange(range)
+        if isLeaf {
+            values.removeSubrange(range)
+        } else {
+            children.removeSubrange(range)
+            counts.removeSubrange(range)
+        }
+    }
+
+    @inlinable func recount() { count = isLeaf ? keys.count : counts.reduce(0, +) }
 
     @inlinable func removeChild(_ r: Int, mergedInto l: Int) {
         children.remove(at: r)
