@@ -14,7 +14,7 @@ swift build -c release --product kv-v1 >/dev/null
 BIN=$(swift build -c release --show-bin-path)
 PROBE=../shared/tools/gap-probe.py
 work=$(mktemp -d)
-cleanup() { kill "${US_PID:-}" "${PIPE_PID:-}" "${PROBE_PID:-}" "${SAMPLER_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { kill "${US_PID:-}" "${PIPE_PID:-}" "${PROBE_PID:-}" "${SAMPLER_PID:-}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && cp -r "$work" "$KEEP"; rm -rf "$work"; }
 trap cleanup EXIT
 python3 - "$KEYS" > "$work/load.resp" <<'PY'
 import sys
@@ -33,8 +33,22 @@ ADMIN=$(sed -n 's/.*admin=\([^ ]*\).*/\1/p' "$work/ready.txt")
 status() { "$BIN/understudy" status --json --admin "$ADMIN" --data "$work/data"; }
 wait_shadow() { for _ in $(seq 600); do status | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if any(i["role"]=="shadow" and i["phase"]=="live" for i in s["instances"]) else 1)' && return; sleep 0.1; done; }
 wait_shadow
-# Lag samples every 200 ms while the load runs (and a few seconds after).
-( while true; do status | python3 -c 'import json,sys,time; s=json.load(sys.stdin); print("%.3f %d %d %s" % (time.time(), s["standbyLagMillis"], s["lastSequence"], s["intakeThrottled"]))' >> "$work/lag.txt" 2>/dev/null || true; sleep 0.2; done ) &
+# Lag samples every 200 ms while the load runs (and a few seconds after), straight from the admin API.
+python3 - "$ADMIN" "$work/data/admin.token" "$work/lag.txt" <<'PY' &
+import json, sys, time, urllib.request
+admin, token, out = sys.argv[1], open(sys.argv[2]).read().strip(), open(sys.argv[3], "a", buffering=1)
+req = urllib.request.Request("http://%s/status" % admin, headers={"Authorization": "Bearer " + token})
+while True:
+    t = time.time()
+    try:
+        s = json.load(urllib.request.urlopen(req, timeout=2))
+        live = any(i["role"] == "shadow" and i["phase"] == "live" for i in s["instances"])
+        out.write("%.3f %d %d %s %s %s\n" % (t, s["standbyLagMillis"], s["lastSequence"],
+            str(s["intakeThrottled"]).lower(), s.get("intakeThrottleLevel", "-"), "live" if live else "none"))
+    except Exception:
+        pass
+    time.sleep(max(0, 0.2 - (time.time() - t)))
+PY
 SAMPLER_PID=$!
 python3 "$PROBE" --duration 600 --top 10 --json "$work/probe.json" --stop-file "$work/stop-probe" "127.0.0.1:$PORT" >/dev/null 2>&1 &
 PROBE_PID=$!
@@ -65,11 +79,16 @@ python3 - "$work/lag.txt" "$start" "$end" <<'PY'
 import sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 start, end = float(sys.argv[2]), float(sys.argv[3])
-during = sorted(int(r[1]) for r in rows if start <= float(r[0]) <= end)
-if during:
-    p = lambda q: during[min(len(during) - 1, int(q * len(during)))]
-    print("standby lag during the load (%d samples of 200 ms): p50 %d ms, p99 %d ms, max %d ms; throttled in %d samples" % (
-        len(during), p(0.5), p(0.99), during[-1], sum(1 for r in rows if start <= float(r[0]) <= end and r[3] == "true")))
+during = [r for r in rows if start <= float(r[0]) <= end]
+live = sorted(int(r[1]) for r in during if r[5] == "live")
+if live:
+    p = lambda q: live[min(len(live) - 1, int(q * len(live)))]
+    print("standby lag during the load (%d samples of 200 ms with a live standby): p50 %d ms, p99 %d ms, max %d ms" % (
+        len(live), p(0.5), p(0.99), live[-1]))
+levels = {}
+for r in during: levels[r[4]] = levels.get(r[4], 0) + 1
+print("samples without a live standby (restoring or catching up after the failover): %d of %d; intake levels: %s" % (
+    sum(1 for r in during if r[5] != "live"), len(during), ", ".join("%s %d" % kv for kv in sorted(levels.items()))))
 PY
 python3 - "$work/probe.json" <<'PY'
 import json, sys

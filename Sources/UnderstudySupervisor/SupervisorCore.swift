@@ -70,6 +70,9 @@ public struct SupervisorStatus: Codable, Sendable {
     public var replication: ReplicationStatus?
     /// Clients waiting for a reply the service held back (blocked in BLPOP and the like).
     public var pendingReplies: Int? = nil
+    /// How much intake is held: `open`, `pipelinesHeld` (a connection with an unanswered request is not read) or
+    /// `closed` (no client socket is read) — see `--max-standby-lag-ms`.
+    public var intakeThrottleLevel: String? = nil
 }
 
 /// Probation as `GET /status` shows it.
@@ -259,7 +262,7 @@ final class SupervisorCore: @unchecked Sendable {
             pipeline: pipeline, clientID: nextClientID, maximumInputBytes: limits.maximumInputBytes,
             access: configuration.access, connections: connections)
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle))
+        try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle, connection: handler))
         try sync.addHandler(ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
         try sync.addHandler(handler)
     }
@@ -361,7 +364,8 @@ final class SupervisorCore: @unchecked Sendable {
             standbyLagMillis: pipeline.standbyLag.nanoseconds / 1_000_000, intakeThrottled: pipeline.intakeThrottle.engaged,
             intakeThrottleEngagements: pipeline.intakeThrottle.engagements, tlsListen: tlsAddress?.description,
             authenticationRequired: configuration.access.authenticationRequired, mode: mode.rawValue,
-            replication: replication?.status(), pendingReplies: pipeline.pendingReplyCount)
+            replication: replication?.status(), pendingReplies: pipeline.pendingReplyCount,
+            intakeThrottleLevel: "\(pipeline.intakeThrottle.level)")
     }
 
     /// `understudy swap`: the live same-version shadow takes over.

@@ -81,7 +81,7 @@ final class HTTPFrontend {
         if access.authenticationRequired { journaled.remove("authorization") }
         let handler = HTTPConnectionHandler(frontend: self, journaledHeaders: journaled)
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle))
+        try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle, connection: handler))
         try sync.addHandler(HTTPHeadTimerHandler(connection: handler))
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .drop, limitConfiguration: limits)))
         try sync.addHandler(handler)

@@ -1,55 +1,101 @@
 import NIOCore
 
+/// A client connection as the intake throttle sees it.
+protocol ThrottledConnection: AnyObject {
+    /// Requests this connection sent that are not answered yet.
+    var unansweredRequests: Int { get }
+}
+
 /// Backpressure on client intake: while engaged, client sockets are not read (the kernel's buffers fill and
 /// clients slow down), so a standby that falls behind catches up and failover and swap stay available.
 ///
-/// Loop-bound: engaged, released and consulted only on the core event loop (``IntakeThrottleHandler`` runs on
-/// the client channels, which live on that loop).
+/// Two levels, so that a bulk loader slows down before anyone else does:
+/// - ``Level/pipelinesHeld``: a connection with an unanswered request is not read until it is answered — every
+///   client is held to one read's worth of requests in flight. A client that waits for each reply (an interactive
+///   one, a probe) is not slowed at all; a pipelining loader advances one read at a time.
+/// - ``Level/closed``: no client socket is read.
+///
+/// Loop-bound: changed and consulted only on the core event loop (``IntakeThrottleHandler`` runs on the client
+/// channels, which live on that loop).
 final class IntakeThrottle {
-    /// Reads are being held.
-    private(set) var engaged = false
-    /// How many times intake was throttled.
-    private(set) var engagements = 0
-    private var held: [ObjectIdentifier: ChannelHandlerContext] = [:]
-
-    /// Stops reading client sockets (reads already under way finish).
-    func engage() {
-        guard !engaged else { return }
-        engaged = true
-        engagements += 1
+    enum Level: Int, Comparable, Sendable {
+        case open, pipelinesHeld, closed
+        static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
     }
+
+    /// How much intake is held now.
+    private(set) var level = Level.open
+    /// Reads are being held (at either level).
+    var engaged: Bool { level != .open }
+    /// How many times intake was throttled (moved from open to a held level).
+    private(set) var engagements = 0
+    private var held: [ObjectIdentifier: (context: ChannelHandlerContext, connection: any ThrottledConnection)] = [:]
+
+    /// Holds reads at `newLevel`; reads held for a reason that no longer applies resume.
+    func set(_ newLevel: Level) {
+        guard newLevel != level else { return }
+        if level == .open { engagements += 1 }
+        let lowered = newLevel < level
+        level = newLevel
+        guard lowered, !held.isEmpty else { return }
+        for (id, entry) in held where admits(entry.connection) {
+            held[id] = nil
+            entry.context.read()
+        }
+    }
+
+    /// Stops reading every client socket (reads already under way finish).
+    func engage() { set(.closed) }
 
     /// Reads again: every connection whose read was held reads now.
-    func release() {
-        guard engaged else { return }
-        engaged = false
-        let waiting = held
-        held = [:]
-        for context in waiting.values { context.read() }
+    func release() { set(.open) }
+
+    /// Whether a connection may be read at the current level.
+    func admits(_ connection: any ThrottledConnection) -> Bool {
+        switch level {
+        case .open: return true
+        case .pipelinesHeld: return connection.unansweredRequests == 0
+        case .closed: return false
+        }
     }
 
-    fileprivate func hold(_ context: ChannelHandlerContext) { held[ObjectIdentifier(context)] = context }
-    fileprivate func forget(_ context: ChannelHandlerContext) { held[ObjectIdentifier(context)] = nil }
+    /// A connection's requests are all answered: if its read was held for them alone, it reads now.
+    func answered(_ connection: any ThrottledConnection) {
+        guard level == .pipelinesHeld, let entry = held.removeValue(forKey: ObjectIdentifier(connection)) else { return }
+        entry.context.read()
+    }
+
+    /// How many connections wait to be read.
+    var heldConnections: Int { held.count }
+
+    fileprivate func hold(_ context: ChannelHandlerContext, _ connection: any ThrottledConnection) {
+        held[ObjectIdentifier(connection)] = (context, connection)
+    }
+    fileprivate func forget(_ connection: any ThrottledConnection) { held[ObjectIdentifier(connection)] = nil }
 }
 
-/// The first handler of every client channel: holds its reads while the throttle is engaged.
+/// The first handler of every client channel: holds its reads while the throttle says so.
 final class IntakeThrottleHandler: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let throttle: IntakeThrottle
+    private let connection: any ThrottledConnection
 
-    init(throttle: IntakeThrottle) { self.throttle = throttle }
+    init(throttle: IntakeThrottle, connection: any ThrottledConnection) {
+        self.throttle = throttle
+        self.connection = connection
+    }
 
     func read(context: ChannelHandlerContext) {
-        if throttle.engaged {
-            throttle.hold(context)
-        } else {
+        if throttle.admits(connection) {
             context.read()
+        } else {
+            throttle.hold(context, connection)
         }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        throttle.forget(context)
+        throttle.forget(connection)
     }
 }

@@ -7,7 +7,7 @@ import UnderstudyWire
 /// Runs on the core event loop, like the pipeline, so submitting a request is a plain call.
 // Safety of @unchecked Sendable: the handler lives on its channel's event loop, which is the core
 // loop; every method (including reply sinks the pipeline calls) runs there.
-final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked Sendable {
+final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledConnection, @unchecked Sendable {
     typealias InboundIn = RESPInput
     typealias OutboundOut = ByteBuffer
 
@@ -604,12 +604,15 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, @unchecked 
         }
     }
 
+    var unansweredRequests: Int { slots.count }
+
     func flushNow() {
         guard let context else { return }
         if wroteSinceFlush {
             wroteSinceFlush = false
             context.writeAndFlush(wrapOutboundOut(outbound), promise: nil)
             outbound = context.channel.allocator.buffer(capacity: 1024)
+            if slots.isEmpty { pipeline.intakeThrottle.answered(self) }
         }
         if closeAfterReplies && slots.isEmpty {
             context.close(promise: nil)

@@ -101,6 +101,8 @@ final class WorkerInstance: @unchecked Sendable {
     var sentSequence: UInt64 = 0
     /// The highest sequence number the worker has applied.
     var appliedSequence: UInt64 = 0
+    /// How fast it has been applying inputs while it had work (the intake governor's projection).
+    var applyRate = ApplyRateMeter()
     /// The journaled time of the last input the worker applied.
     var appliedTime: Int64 = 0
     /// When the last pong arrived.

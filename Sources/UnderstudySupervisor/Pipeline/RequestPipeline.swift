@@ -711,6 +711,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             journal.wakeWriter()
         }
         flushInstances()
+        if trimPending { trimLog() }
         adjustIntakeThrottle()
         let clients = dirtyClients
         dirtyClients.removeAll(keepingCapacity: true)
@@ -738,6 +739,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         // Waiters are told last: what they run (a swap's next step may flip roles) must see this result
         // recorded and released as the instance's role was when it arrived.
         defer { if !appliedWaiters.isEmpty { resolveAppliedWaiters(instance) } }
+        // Held intake is reconsidered at the end of this loop turn (nothing else may happen while it is held).
+        if intakeThrottle.engaged { scheduleFlush() }
         if instance === primary {
             primaryAppliedBound = max(primaryAppliedBound, seq)
             instances.primaryProgressed()
@@ -758,7 +761,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 }
                 if instance.phase == .catchingUp && instance.appliedSequence >= lastSequence { instance.phase = .live }
                 pump(instance)
-                trimLog()
+                requestTrim()
                 return
             }
             if instance === primary {
@@ -793,7 +796,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             logger.info("instance caught up", metadata: ["understudy.instance": "\(instance.id)", "understudy.role": "\(instance.role.rawValue)", "understudy.seq": "\(seq)"])
         }
         pump(instance)
-        trimLog()
+        requestTrim()
     }
 
     private func release(_ i: InputLog.Index) {
@@ -855,12 +858,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             s += 1
         }
         releaseScan = s
-        trimLog()
+        requestTrim()
+    }
+
+    /// A trim of the input window is due at the end of this loop turn (once per turn, not once per result).
+    private var trimPending = false
+
+    private func requestTrim() {
+        guard !trimPending else { return }
+        trimPending = true
+        scheduleFlush()
     }
 
     /// Drops released entries that every live standby has applied (or any released entry once the window is over
     /// its size: standbys that far behind read the journal).
     private func trimLog() {
+        trimPending = false
         var excess = log.count - configuration.logWindow
         let standbys = self.standbys
         log.trim { first in
@@ -1143,23 +1156,41 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         return NIODeadline.now() - log[i].enqueuedAt
     }
 
-    /// How long ago the oldest input the primary has not applied arrived: the queue every new request waits behind.
-    var primaryQueueDelay: TimeAmount {
-        guard let p = primary, p.appliedSequence < lastSequence, let i = log.index(of: p.appliedSequence + 1) else { return .zero }
-        return NIODeadline.now() - log[i].enqueuedAt
+    /// How far behind `instance` is, projected (see ``IntakeGovernor``): the larger of how long ago the oldest input
+    /// it has not applied arrived (`counting age`; not for a standby replaying from a snapshot, whose oldest input is
+    /// as old as the snapshot) and how long applying its backlog takes at its measured rate. Feeds its rate meter.
+    private func projectedLag(_ instance: WorkerInstance, now: NIODeadline, countingAge: Bool = true) -> Int64 {
+        let backlog = lastSequence &- min(instance.appliedSequence, lastSequence)
+        instance.applyRate.observe(nanoseconds: Int64(now.uptimeNanoseconds), applied: instance.appliedSequence, backlog: backlog)
+        guard backlog > 0 else { return 0 }
+        var lag = instance.applyRate.drainTime(backlog: backlog)
+        if countingAge, let i = log.index(of: instance.appliedSequence + 1) {
+            lag = max(lag, (now - log[i].enqueuedAt).nanoseconds)
+        }
+        return lag
     }
 
-    /// Engages the intake throttle while the live standby lags more than the limit, or the primary's own queue
-    /// holds more than that much work (a bulk loader must not queue seconds of work ahead of every other client);
-    /// releases it below half.
+    /// Holds client intake as the ``IntakeGovernor`` decides from the primary's queue, the live standby's lag and
+    /// a standby's catch-up (`--max-standby-lag-ms`): a bulk loader slows first, and everyone only when the standby
+    /// itself stalls.
     private func adjustIntakeThrottle() {
-        let lag = max(standbyLag, primaryQueueDelay)
-        if intakeThrottle.engaged {
-            if lag.nanoseconds <= configuration.maxStandbyLag.nanoseconds / 2 { intakeThrottle.release() }
-        } else if lag > configuration.maxStandbyLag {
-            intakeThrottle.engage()
-            metrics.intakeThrottled.increment()
+        let now = NIODeadline.now()
+        var queue: Int64 = 0
+        var standby: Int64 = 0
+        if let p = primary, !p.isDead { queue = projectedLag(p, now: now) }
+        let target = failoverTarget
+        for s in standbys where !s.isDead {
+            if s.phase == .catchingUp {
+                queue = max(queue, projectedLag(s, now: now, countingAge: false))
+            } else if s.isLive {
+                let lag = projectedLag(s, now: now)
+                if s === target { standby = lag }
+            }
         }
+        let before = intakeThrottle.level
+        intakeThrottle.set(IntakeGovernor.level(
+            current: before, limit: configuration.maxStandbyLag.nanoseconds, queue: queue, standby: standby))
+        if before == .open && intakeThrottle.engaged { metrics.intakeThrottled.increment() }
     }
 
     /// Takes a snapshot from the shadow (never pausing the primary) and writes it to the journal directory.

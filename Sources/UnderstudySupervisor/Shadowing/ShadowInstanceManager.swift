@@ -25,7 +25,8 @@ enum Roster {
     /// The standby that takes over when the primary dies: a replaying shadow of the primary's version, else the
     /// previous primary still in probation, else any replaying shadow.
     static func failoverTarget<M: RosterMember>(primaryVersion: String?, standbys: [M]) -> M? {
-        let replaying = standbys.filter { !$0.isDead && ($0.phase == .live || $0.phase == .catchingUp) }
+        // Lazy: asked for every standby result on the request path; no array per call.
+        let replaying = standbys.lazy.filter { !$0.isDead && ($0.phase == .live || $0.phase == .catchingUp) }
         return replaying.first { $0.role == .shadow && $0.version == primaryVersion }
             ?? replaying.first { $0.role == .probation }
             ?? replaying.first { $0.role == .shadow }
