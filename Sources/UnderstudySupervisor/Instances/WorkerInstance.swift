@@ -21,6 +21,9 @@ protocol WorkerInstanceOwner: AnyObject {
     func instanceApplied(_ instance: WorkerInstance, _ result: ApplyResult)
     func instanceDied(_ instance: WorkerInstance, reason: String)
     func instanceFlushNeeded()
+    /// The instance will apply nothing more (it failed or was retired): waits on it end now. Told at once, before
+    /// ``instanceDied(_:reason:)``, which may wait for the exit status.
+    func instanceStoppedApplying(_ instance: WorkerInstance, reason: String)
 }
 
 /// Why the supervisor itself killed a worker (a death it caused is not an outside kill).
@@ -388,6 +391,7 @@ final class WorkerInstance: @unchecked Sendable {
     func fail(_ error: SupervisorError) {
         guard !isDead else { return }
         phase = .dead(error.message)
+        owner?.instanceStoppedApplying(self, reason: error.message)
         helloPromise.fail(error)
         while let waiter = controlQueue.popFirst() { waiter.fail(error) }
         channel?.close(promise: nil)
@@ -442,6 +446,7 @@ final class WorkerInstance: @unchecked Sendable {
             if let process, process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
         }
         phase = .dead(reason)
+        owner?.instanceStoppedApplying(self, reason: reason)
         while let waiter = controlQueue.popFirst() { waiter.fail(SupervisorError(.workerExited, reason)) }
         channel?.close(promise: nil)
         cleanupListener()

@@ -438,31 +438,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     /// Completes when `instance` has applied `sequence` (fails if it dies or the timeout passes).
     ///
-    /// Resolved from ``instanceApplied(_:_:)`` the moment the result arrives (a swap's pause waits on this);
-    /// a slower timer notices death and the timeout.
+    /// Event-driven: resolved from ``instanceApplied(_:_:)`` the moment the result arrives (a swap's pause waits on
+    /// this), failed from ``instanceDied(_:reason:)``, and by one timer at the deadline — no polling.
     func waitUntilApplied(_ instance: WorkerInstance, _ sequence: UInt64, timeout: TimeAmount) -> EventLoopFuture<Void> {
         if instance.appliedSequence >= sequence { return loop.makeSucceededVoidFuture() }
+        if case .dead(let reason) = instance.phase {
+            return loop.makeFailedFuture(SupervisorError(.workerExited, reason))
+        }
         let promise = loop.makePromise(of: Void.self)
         let id = nextWaiterID
         nextWaiterID += 1
-        appliedWaiters.append(AppliedWaiter(id: id, instance: instance, sequence: sequence, promise: promise))
-        let deadline = NIODeadline.now() + timeout
-        func check() {
-            guard let index = appliedWaiters.firstIndex(where: { $0.id == id }) else { return }
-            if instance.appliedSequence >= sequence {
-                appliedWaiters.remove(at: index)
-                promise.succeed(())
-            } else if case .dead(let reason) = instance.phase {
-                appliedWaiters.remove(at: index)
-                promise.fail(SupervisorError(.workerExited, reason))
-            } else if NIODeadline.now() > deadline {
-                appliedWaiters.remove(at: index)
-                promise.fail(SupervisorError(.timeout, "instance \(instance.id) did not reach sequence \(sequence) in time (at \(instance.appliedSequence))"))
-            } else {
-                loop.assumeIsolated().scheduleTask(in: .milliseconds(5)) { check() }
-            }
+        let timer = loop.assumeIsolated().scheduleTask(in: timeout) {
+            guard let index = self.appliedWaiters.firstIndex(where: { $0.id == id }) else { return }
+            self.appliedWaiters.remove(at: index)
+            promise.fail(SupervisorError(.timeout, "instance \(instance.id) did not reach sequence \(sequence) in time (at \(instance.appliedSequence))"))
         }
-        loop.assumeIsolated().scheduleTask(in: .milliseconds(5)) { check() }
+        appliedWaiters.append(AppliedWaiter(id: id, instance: instance, sequence: sequence, promise: promise, timer: timer))
         return promise.futureResult
     }
 
@@ -471,15 +462,42 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         var instance: WorkerInstance
         var sequence: UInt64
         var promise: EventLoopPromise<Void>
+        var timer: NIOLoopBound<Scheduled<Void>>
+
+        init(id: UInt64, instance: WorkerInstance, sequence: UInt64, promise: EventLoopPromise<Void>, timer: Scheduled<Void>) {
+            self.id = id
+            self.instance = instance
+            self.sequence = sequence
+            self.promise = promise
+            self.timer = NIOLoopBound(timer, eventLoop: promise.futureResult.eventLoop)
+        }
     }
     private var appliedWaiters: [AppliedWaiter] = []
     private var nextWaiterID: UInt64 = 1
 
+    /// Completes the waits `instance` satisfied.
     private func resolveAppliedWaiters(_ instance: WorkerInstance) {
         var i = 0
         while i < appliedWaiters.count {
             if appliedWaiters[i].instance === instance && instance.appliedSequence >= appliedWaiters[i].sequence {
-                appliedWaiters.remove(at: i).promise.succeed(())
+                let waiter = appliedWaiters.remove(at: i)
+                waiter.timer.value.cancel()
+                waiter.promise.succeed(())
+            } else {
+                i += 1
+            }
+        }
+    }
+
+    /// Fails the waits on an instance that died or was retired.
+    func instanceStoppedApplying(_ instance: WorkerInstance, reason: String) {
+        guard !appliedWaiters.isEmpty else { return }
+        var i = 0
+        while i < appliedWaiters.count {
+            if appliedWaiters[i].instance === instance {
+                let waiter = appliedWaiters.remove(at: i)
+                waiter.timer.value.cancel()
+                waiter.promise.fail(SupervisorError(.workerExited, reason))
             } else {
                 i += 1
             }
