@@ -6,9 +6,8 @@ import UnderstudyWire
 /// The supervisor's metrics, through swift-metrics (exported as Prometheus text by the admin server).
 ///
 /// Confined to the core event loop (the per-command caches are plain dictionaries).
-// Safety of @unchecked Sendable: confined to the core event loop — every method runs on `loop`
-// (NIO callbacks, scheduled tasks and `loop.submit` from other threads), so no two threads touch it.
-final class SupervisorMetrics: @unchecked Sendable {
+// Not Sendable: the compiler keeps it off other threads (its owner, on the core event loop, is its only user).
+final class SupervisorMetrics {
     let factory: any MetricsFactory
     private var requestCounters: [String: Counter] = [:]
     private var errorCounters: [String: Counter] = [:]

@@ -7,9 +7,9 @@ import UnderstudyWire
 /// keeping the connection alive unless the client or an error says otherwise.
 ///
 /// Runs on the core event loop, like the pipeline, so submitting a request is a plain call.
-// Safety of @unchecked Sendable: the handler lives on its channel's event loop, which is the core loop; every
-// method (including reply sinks the pipeline calls and the head timer) runs there.
-final class HTTPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledConnection, @unchecked Sendable {
+// Not Sendable: it lives on its channel's event loop, the core loop, and the compiler keeps it there (the head
+// timer goes through `assumeIsolated()`, which checks the loop).
+final class HTTPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledConnection {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = ByteBuffer
 
@@ -68,7 +68,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledCo
     /// Request bytes arrived: a head that starts now must be complete within the header timeout.
     func bytesArrived() {
         guard awaitingHead, headTimer == nil, !closeAfterReplies, let context else { return }
-        headTimer = context.eventLoop.scheduleTask(in: frontend.configuration.headerTimeout) { [self] in
+        headTimer = context.eventLoop.assumeIsolated().scheduleTask(in: frontend.configuration.headerTimeout) { [self] in
             headTimer = nil
             guard awaitingHead, !closeAfterReplies else { return }
             local(.error(408, "the request head was not complete within \(frontend.configuration.headerTimeout.nanoseconds / 1_000_000) ms"), close: true)

@@ -4,8 +4,8 @@ import UnderstudyWire
 /// what comparisons, the deploy gate and the discrepancy log count by.
 ///
 /// Confined to the core event loop (it lives in the pipeline's ``CommandClassifier``).
-// Safety of @unchecked Sendable: used only on the core event loop.
-final class HTTPRouteTable: @unchecked Sendable {
+// Not Sendable: the compiler keeps it off other threads (its owner, on the core event loop, is its only user).
+final class HTTPRouteTable {
     private var routes: [(method: String, pattern: HTTPPathPattern, name: String)] = []
     private var learned: Set<String> = []
 

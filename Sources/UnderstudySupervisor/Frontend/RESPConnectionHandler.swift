@@ -5,9 +5,9 @@ import UnderstudyWire
 /// pipeline, and writes replies strictly in request order.
 ///
 /// Runs on the core event loop, like the pipeline, so submitting a request is a plain call.
-// Safety of @unchecked Sendable: the handler lives on its channel's event loop, which is the core
-// loop; every method (including reply sinks the pipeline calls) runs there.
-final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledConnection, @unchecked Sendable {
+// Not Sendable: it lives on its channel's event loop, the core loop, and the compiler keeps it there (its
+// deferred steps go through `assumeIsolated()`, which checks the loop).
+final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledConnection {
     typealias InboundIn = RESPInput
     typealias OutboundOut = ByteBuffer
 
@@ -547,7 +547,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledCo
         if closed {
             giveUpBlocked(seq)
             // In a later turn: this runs inside the pipeline's release of a reply, which must not see new inputs.
-            pipeline.loop.execute { self.journalClose() }
+            pipeline.loop.assumeIsolated().execute { self.journalClose() }
         } else {
             pendingSequence = seq
         }
@@ -575,7 +575,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledCo
     private func scheduleDrain() {
         guard !drainScheduled else { return }
         drainScheduled = true
-        pipeline.loop.execute { self.drainHeld() }
+        pipeline.loop.assumeIsolated().execute { self.drainHeld() }
     }
 
     private func drainHeld() {

@@ -4,8 +4,8 @@ import UnderstudyWire
 /// first argument and caching the names it has seen.
 ///
 /// Confined to the core event loop.
-// Safety of @unchecked Sendable: used only on the core event loop.
-final class CommandClassifier: @unchecked Sendable {
+// Not Sendable: the compiler keeps it off other threads (its owner, on the core event loop, is its only user).
+final class CommandClassifier {
     private var names: [[UInt8]: String] = [:]
     /// HTTP requests are classed by the routes their services declare (see ``HTTPRouteTable``).
     let httpRoutes = HTTPRouteTable()

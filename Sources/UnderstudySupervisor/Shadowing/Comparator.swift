@@ -56,9 +56,8 @@ public struct ComparisonStats: Codable, Sendable, Equatable {
 /// Compares replies and states across instances and keeps the discrepancy log.
 ///
 /// Confined to the supervisor's core event loop.
-// Safety of @unchecked Sendable: confined to the core event loop — every method runs on `loop`
-// (NIO callbacks, scheduled tasks and `loop.submit` from other threads), so no two threads touch it.
-final class Comparator: @unchecked Sendable {
+// Not Sendable: the compiler keeps it off other threads (its owner, on the core event loop, is its only user).
+final class Comparator {
     private(set) var rules: [String: ComparisonRule] = [:]
     private(set) var recent: [Discrepancy] = []
     let capacity: Int

@@ -74,8 +74,8 @@ struct ForkTestRunner {
 }
 
 /// Serves one test client against a fork: every command becomes a `forkApply`.
-// Safety of @unchecked Sendable: used only on its channel's event loop, the core loop.
-final class ForkConnectionHandler: ChannelInboundHandler, @unchecked Sendable {
+// Not Sendable: used only on its channel's event loop, the core loop.
+final class ForkConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = RESPInput
     typealias OutboundOut = ByteBuffer
     let candidate: WorkerInstance
