@@ -35,9 +35,9 @@ public struct SwapRecord: Codable, Sendable {
 /// Drives the ``TransferController`` against the live pipeline, and runs probation afterwards.
 ///
 /// Confined to the core event loop.
-// Safety of @unchecked Sendable: confined to the core event loop — every method runs on `loop`
-// (NIO callbacks, scheduled tasks and `loop.submit` from other threads), so no two threads touch it.
-final class TransferRunner: @unchecked Sendable {
+// Not Sendable: its callbacks go through `assumeIsolated()` (checked to run on `loop`) and the probation timer holds
+// it in a `NIOLoopBound`, so the compiler keeps it on the core event loop.
+final class TransferRunner {
     let pipeline: RequestPipeline
     let configuration: TransferConfiguration
     let metrics: SupervisorMetrics
@@ -169,7 +169,7 @@ final class TransferRunner: @unchecked Sendable {
             decideQuiet()
         } else {
             // The first decision needs a measured rate.
-            loop.scheduleTask(in: .milliseconds(20)) { self.decideQuiet() }
+            loop.assumeIsolated().scheduleTask(in: .milliseconds(20)) { self.decideQuiet() }
         }
         return promise.futureResult
     }
@@ -190,19 +190,19 @@ final class TransferRunner: @unchecked Sendable {
         {
         case .wait:
             quietWait = wait
-            loop.scheduleTask(in: .milliseconds(20)) { self.decideQuiet() }
+            loop.assumeIsolated().scheduleTask(in: .milliseconds(20)) { self.decideQuiet() }
         case .swapNow(let why):
             quietWait = nil
             let timing = SwapTimingRecord(
                 decision: why, waitedMillis: waited, rateAtRequest: (wait.rateAtRequest ?? current).rounded(),
                 rateAtSwap: current.rounded(), forecastRate: forecast?.rounded(),
                 targetCatchUpMillis: catchUp.isFinite ? (catchUp * 100).rounded() / 100 : nil)
-            swap(to: wait.target, reason: wait.reason).map { record -> SwapRecord in
+            swap(to: wait.target, reason: wait.reason).assumeIsolated().map { record -> SwapRecord in
                 var record = record
                 record.timing = timing
                 if let i = self.history.lastIndex(where: { $0.id == record.id }) { self.history[i].timing = timing }
                 return record
-            }.cascade(to: wait.promise)
+            }.nonisolated().cascade(to: wait.promise)
         }
     }
 
@@ -268,7 +268,7 @@ final class TransferRunner: @unchecked Sendable {
             pipeline.pauseIntake(reason: "swap")
             active!.pausedAt = .now()
             active!.stepStarted = .now()
-            active!.budgetTask = loop.scheduleTask(in: .milliseconds(configuration.pauseBudgetMillis)) { [weak self] in
+            active!.budgetTask = loop.assumeIsolated().scheduleTask(in: .milliseconds(configuration.pauseBudgetMillis)) { [weak self] in
                 self?.send(.pauseBudgetExceeded)
             }
             send(.intakePaused)
@@ -286,7 +286,7 @@ final class TransferRunner: @unchecked Sendable {
                 }
                 pipeline.flushInstances()
             }
-            pipeline.waitUntilApplied(primary, last, timeout: .seconds(10)).whenComplete { [weak self] r in
+            pipeline.waitUntilApplied(primary, last, timeout: .seconds(10)).assumeIsolated().whenComplete { [weak self] r in
                 switch r {
                 case .success: self?.send(.drained(sequence: last))
                 case .failure(let e): self?.send(.primaryFailed("\(e)"))
@@ -296,7 +296,7 @@ final class TransferRunner: @unchecked Sendable {
             mark(.catchUp)
             pipeline.pump(target)
             pipeline.flushInstances()
-            pipeline.waitUntilApplied(target, seq, timeout: .seconds(10)).whenComplete { [weak self] r in
+            pipeline.waitUntilApplied(target, seq, timeout: .seconds(10)).assumeIsolated().whenComplete { [weak self] r in
                 switch r {
                 case .success: self?.send(.caughtUp(sequence: seq))
                 case .failure(let e): self?.send(.targetFailed("\(e)"))
@@ -311,7 +311,7 @@ final class TransferRunner: @unchecked Sendable {
             } else {
                 digests = primary.request(.digestRequest).and(target.request(.digestRequest))
             }
-            digests.whenComplete { [weak self] r in
+            digests.assumeIsolated().whenComplete { [weak self] r in
                 switch r {
                 case .success(let (.digest(pd), .digest(td))): self?.send(.digests(primary: pd, target: td))
                 case .success: self?.send(.targetFailed("unexpected digest reply"))
@@ -321,7 +321,7 @@ final class TransferRunner: @unchecked Sendable {
         case .requestDrillDown(let buckets):
             let p = primary.request(.drillDown(buckets: buckets))
             let t = target.request(.drillDown(buckets: buckets))
-            p.and(t).whenComplete { [weak self] r in
+            p.and(t).assumeIsolated().whenComplete { [weak self] r in
                 switch r {
                 case .success(let (.drillDownResult(_, pe), .drillDownResult(_, te))):
                     self?.send(.drilledDown(primary: pe, target: te))
@@ -331,7 +331,7 @@ final class TransferRunner: @unchecked Sendable {
             }
         case .patch(let keys):
             mark(.patch)
-            primary.request(.fetch(keys: keys)).flatMap { reply -> EventLoopFuture<WireMessage> in
+            primary.request(.fetch(keys: keys)).assumeIsolated().flatMap { reply -> EventLoopFuture<WireMessage> in
                 guard case .fetchResult(let entries) = reply else {
                     return self.loop.makeFailedFuture(SupervisorError(.workerFailed, "unexpected fetch reply"))
                 }
@@ -419,8 +419,10 @@ final class TransferRunner: @unchecked Sendable {
             until: .now() + .milliseconds(Int64(configuration.probationSeconds * 1000)), swapID: history.count,
             baselineP99Millis: before.p99Millis, baselineErrorRate: before.errorRate)
         probationTimer?.cancel()
-        probationTimer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [weak self] _ in
-            self?.checkProbation()
+        // The repeated task's closure must be Sendable: the runner goes in a loop-bound box (checked on access).
+        let runner = NIOLoopBound(self, eventLoop: loop)
+        probationTimer = loop.scheduleRepeatedTask(initialDelay: .milliseconds(250), delay: .milliseconds(250)) { [runner] _ in
+            runner.value.checkProbation()
         }
     }
 
