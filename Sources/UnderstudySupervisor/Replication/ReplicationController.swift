@@ -47,9 +47,9 @@ public struct ReplicationStatus: Codable, Sendable {
 /// with `READONLY` and asks to become a standby (``onDemoted``).
 ///
 /// Confined to the core's event loop: every entry point runs there (the journal's callbacks hop onto it).
-// Safety of @unchecked Sendable: all mutable state is touched only on `loop` (journal callbacks and thread-pool
-// completions hop onto it with `loop.execute` / futures bound to it).
-final class ReplicationController: @unchecked Sendable {
+// Not Sendable: the journal's callbacks reach it through a loop-bound weak reference and thread-pool completions
+// through `assumeIsolated()`, so the compiler keeps its state on `loop`.
+final class ReplicationController {
     let loop: any EventLoop
     let journal: PostgresJournal
     let pipeline: RequestPipeline
@@ -103,21 +103,23 @@ final class ReplicationController: @unchecked Sendable {
     func start() {
         loop.preconditionInEventLoop()
         let loop = self.loop
-        // Weak: the journal outlives this controller when the supervisor restarts as a standby.
-        journal.onTail { [weak self] sequence in
-            guard let self else { return }
-            loop.execute { self.tailAdvanced(sequence) }
+        // Weak: the journal outlives this controller when the supervisor restarts as a standby. The journal calls
+        // from its own threads: the reference travels loop-bound (checked where it is used, on the loop).
+        let this = NIOLoopBound(WeakReference(self), eventLoop: loop)
+        journal.onTail { sequence in
+            loop.execute { this.value.object?.tailAdvanced(sequence) }
         }
-        journal.onLeaseReleased { [weak self] in
-            guard let self else { return }
-            loop.execute { if self.mode == .standby && !self.stopped { self.watchLease() } }
+        journal.onLeaseReleased {
+            loop.execute {
+                guard let self = this.value.object else { return }
+                if self.mode == .standby && !self.stopped { self.watchLease() }
+            }
         }
-        journal.onFenced { [weak self] error in
-            guard let self else { return }
-            loop.execute { self.takenOver("an append found a newer lease epoch: \(error.message)") }
+        journal.onFenced { error in
+            loop.execute { this.value.object?.takenOver("an append found a newer lease epoch: \(error.message)") }
         }
         let period = TimeAmount.milliseconds(Int64(max(20, leaseMillis / 4)))
-        timer = loop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in self?.tick() }
+        timer = loop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in this.value.object?.tick() }
         note(mode == .active ? "active: holding the lease at epoch \(epoch)" : "standby: following the journal from sequence \(pipeline.lastSequence)")
         if mode == .standby { followTarget = journal.lastSequence; pull() }
     }
@@ -164,7 +166,7 @@ final class ReplicationController: @unchecked Sendable {
         let sentAt = NIODeadline.now()
         let (journal, epoch, leaseMillis) = (self.journal, self.epoch, self.leaseMillis)
         threadPool.runIfActive(eventLoop: loop) { try journal.renewLease(epoch: epoch, milliseconds: leaseMillis) }
-            .whenComplete { result in
+            .assumeIsolated().whenComplete { result in
                 self.renewInFlight = false
                 guard !self.demoted, self.mode == .active else { return }
                 switch result {
@@ -209,7 +211,7 @@ final class ReplicationController: @unchecked Sendable {
         let from = pipeline.lastSequence + 1
         let journal = self.journal
         threadPool.runIfActive(eventLoop: loop) { try journal.read(from: from, maxCount: 4096) }
-            .whenComplete { result in
+            .assumeIsolated().whenComplete { result in
                 self.followInFlight = false
                 switch result {
                 case .success(let records):
@@ -239,7 +241,7 @@ final class ReplicationController: @unchecked Sendable {
         // A missed notification costs at most one tick.
         threadPool.runIfActive(eventLoop: loop) { () -> (PostgresLeaseState?, UInt64) in
             (try journal.inspectLease(), try journal.databaseTail())
-        }.whenComplete { result in
+        }.assumeIsolated().whenComplete { result in
             guard self.mode == .standby, !self.stopped else { return }
             switch result {
             case .success(let (lease, tail)):
@@ -270,7 +272,7 @@ final class ReplicationController: @unchecked Sendable {
         threadPool.runIfActive(eventLoop: loop) { () -> (UInt64, UInt64)? in
             guard let epoch = try journal.acquireLease(holder: holder, milliseconds: leaseMillis) else { return nil }
             return (epoch, try journal.activate(epoch: epoch))
-        }.flatMap { taken -> EventLoopFuture<(UInt64, UInt64)?> in
+        }.assumeIsolated().flatMap { taken -> EventLoopFuture<(UInt64, UInt64)?> in
             guard let (epoch, tail) = taken else { return self.loop.makeSucceededFuture(nil) }
             self.validUntil = started + Self.safeSpan(leaseMillis)
             self.epoch = epoch
@@ -293,10 +295,16 @@ final class ReplicationController: @unchecked Sendable {
                 self.note(String(format: "active at epoch %llu: journal applied through %llu, intake open (%.1f ms after the lease expired was seen)", epoch, tail, ms))
             case .failure(let error):
                 self.note("takeover failed: \(error); still a standby", level: .error)
-                self.threadPool.runIfActive(eventLoop: self.loop) { try journal.demote() }.whenFailure { error in
+                self.threadPool.runIfActive(eventLoop: self.loop) { try journal.demote() }.assumeIsolated().whenFailure { error in
                     self.logger.error("replication: cannot step back to following: \(error)")
                 }
             }
         }
     }
+}
+
+/// A weak reference, to be held loop-bound by a callback that may outlive its object.
+final class WeakReference<Object: AnyObject> {
+    weak var object: Object?
+    init(_ object: Object) { self.object = object }
 }
