@@ -92,9 +92,9 @@ public struct DeployReport: Codable, Sendable {
 /// Runs a candidate through the update gate and, when it passes, swaps it in.
 ///
 /// Confined to the core event loop.
-// Safety of @unchecked Sendable: confined to the core event loop — every method runs on `loop`
-// (NIO callbacks, scheduled tasks and `loop.submit` from other threads), so no two threads touch it.
-final class DeployRunner: @unchecked Sendable {
+// Not Sendable: its future chains run through `assumeIsolated()` (checked to run on `loop`), so the compiler keeps
+// it on the core event loop.
+final class DeployRunner {
     let pipeline: RequestPipeline
     let transfer: TransferRunner
     let comparator: Comparator
@@ -132,7 +132,7 @@ final class DeployRunner: @unchecked Sendable {
         running = true
         let id = reports.count + 1
         reports.append(DeployReport(id: id, binary: request.binary, state: "running", noSwap: request.noSwap ?? false))
-        run(id, request).whenComplete { _ in self.running = false }
+        run(id, request).assumeIsolated().whenComplete { _ in self.running = false }
         return id
     }
 
@@ -169,7 +169,7 @@ final class DeployRunner: @unchecked Sendable {
         return pipeline.spawnInstance(
             binary: request.binary, role: .candidate, arguments: request.arguments ?? [],
             environment: request.environment ?? [:]
-        ).flatMapError { error in
+        ).assumeIsolated().flatMapError { error in
             self.loop.makeFailedFuture(self.reject("the candidate did not start: \(error)"))
         }.flatMapThrowing { candidate -> WorkerInstance in
             self.candidate = candidate
@@ -193,7 +193,7 @@ final class DeployRunner: @unchecked Sendable {
         }.flatMap { candidate in
             self.begin(id, "snapshot")
             let source = self.pipeline.snapshotSource ?? primary
-            return source.request(.snapshotRequest(streamID: UInt32.random(in: 1...UInt32.max))).flatMapError { e in
+            return source.request(.snapshotRequest(streamID: UInt32.random(in: 1...UInt32.max))).assumeIsolated().flatMapError { e in
                 self.loop.makeFailedFuture(self.reject("could not take a snapshot from instance \(source.id): \(e)"))
             }.flatMap { reply -> EventLoopFuture<UInt64> in
                 guard case .snapshotChunk(let chunk) = reply else {
@@ -202,15 +202,15 @@ final class DeployRunner: @unchecked Sendable {
                 self.end(id, "passed", "\(chunk.data.count) bytes at sequence \(chunk.sequence) from instance \(source.id)")
                 self.begin(id, "migrate")
                 return self.pipeline.snapshotter.restore(chunk.data, sequence: chunk.sequence, schemaVersion: chunk.schemaVersion, into: candidate)
-                    .flatMapError { e in
+                    .assumeIsolated().flatMapError { e in
                         let crashed = candidate.isDead
                         return self.loop.makeFailedFuture(self.reject(
                             crashed ? "the candidate crashed while migrating the snapshot: \(e)" : "migration failed: \(e)"))
-                    }
+                    }.nonisolated()
             }.map { seq in
                 self.end(id, "passed", "restored at sequence \(seq)")
                 return (candidate, seq)
-            }
+            }.nonisolated()
         }.flatMap { (candidate: WorkerInstance, seq: UInt64) in
             self.begin(id, "catch_up")
             self.pipeline.addStandby(candidate, restoredAt: seq)
@@ -218,14 +218,14 @@ final class DeployRunner: @unchecked Sendable {
         }.flatMap { candidate in
             self.end(id, "passed", "following live at sequence \(candidate.appliedSequence)")
             self.begin(id, "validation")
-            return candidate.request(.validate).flatMapThrowing { reply in
+            return candidate.request(.validate).assumeIsolated().flatMapThrowing { reply in
                 guard case .validationReport(let report) = reply else { throw self.reject("unexpected validation reply") }
                 guard report.failures.isEmpty else {
                     throw self.reject("the validation suite failed: " + report.failures.map { "\($0.name): \($0.message)" }.joined(separator: "; "))
                 }
                 self.end(id, "passed", "\(report.casesRun) cases passed on a fork")
                 return candidate
-            }
+            }.nonisolated()
         }.flatMap { candidate in
             guard let command = request.testCommand else {
                 self.begin(id, "test_command")
@@ -234,19 +234,19 @@ final class DeployRunner: @unchecked Sendable {
             }
             self.begin(id, "test_command", command)
             return ForkTestRunner(candidate: candidate, threadPool: self.threadPool, logger: self.logger)
-                .run(command: command).flatMapThrowing { result in
+                .run(command: command).assumeIsolated().flatMapThrowing { result in
                     guard result.status == 0 else {
                         throw self.reject("--test-command exited with status \(result.status): \(result.outputTail)")
                     }
                     self.end(id, "passed", "exit 0")
                     return candidate
-                }
+                }.nonisolated()
         }.flatMap { candidate in
             self.begin(id, "state_check")
-            return self.stateCheck(candidate, primary: primary).map { detail in
+            return self.stateCheck(candidate, primary: primary).assumeIsolated().map { detail in
                 self.end(id, detail.hasPrefix("skipped") ? "skipped" : "passed", detail)
                 return candidate
-            }
+            }.nonisolated()
         }.flatMap { candidate in
             self.begin(id, "compare")
             return self.compare(id, candidate, request).map { candidate }
@@ -259,18 +259,18 @@ final class DeployRunner: @unchecked Sendable {
                 return self.finish(id, rejected: nil)
             }
             self.begin(id, "swap")
-            return self.transfer.swapWhenQuiet(to: candidate, reason: .deploy, policy: self.swapTiming).flatMap { record in
+            return self.transfer.swapWhenQuiet(to: candidate, reason: .deploy, policy: self.swapTiming).assumeIsolated().flatMap { record in
                 self.update(id) { $0.swap = record }
                 guard record.outcome.succeeded else {
                     return self.loop.makeFailedFuture(self.reject("the swap aborted: \(record.outcome.abortReason ?? "?")"))
                 }
                 self.end(id, "passed", "pause \(record.pauseMicros) µs, \(record.outcome.residualKeys) residual keys")
                 return self.finish(id, rejected: nil)
-            }
+            }.nonisolated()
         }.flatMapError { error in
             let reason = (error as? Rejection)?.reason ?? "\(error)"
             return self.finish(id, rejected: reason)
-        }
+        }.nonisolated()
     }
 
     private func finish(_ id: Int, rejected: String?) -> EventLoopFuture<Void> {
@@ -387,7 +387,7 @@ final class DeployRunner: @unchecked Sendable {
         let baseRequests = request.compareRequests ?? (request.compareSeconds == nil ? 1000 : Int.max)
         let baseWindow = request.compareSeconds ?? gate.compareTimeoutSeconds
         comparisonExtensions[id] = 0
-        promise.futureResult.whenComplete { _ in self.comparisonExtensions[id] = nil }
+        promise.futureResult.assumeIsolated().whenComplete { _ in self.comparisonExtensions[id] = nil }
         let started = NIODeadline.now()
         let candidateStart = comparator.stats[c.id] ?? [:]
         let noiseInstance = pipeline.standbys.first { $0.role == .shadow && $0.version == pipeline.primary?.version }
