@@ -171,7 +171,7 @@ extension EndToEnd {
             _ = try await io { try a.client().call("SET", "r", "0") }
             // Another session holds the lease row for 3 leases: renewals (and appends) wait on it.
             let holder = Task.detached { () -> Date in
-                try? cluster.psql("BEGIN; SELECT 1 FROM understudy_lease FOR UPDATE; SELECT pg_sleep(\(Double(Self.leaseMs) * 3 / 1000)); COMMIT;")
+                _ = try? cluster.psql("BEGIN; SELECT 1 FROM understudy_lease FOR UPDATE; SELECT pg_sleep(\(Double(Self.leaseMs) * 3 / 1000)); COMMIT;")
                 return Date()
             }
             // Until the row is locked by that session.
