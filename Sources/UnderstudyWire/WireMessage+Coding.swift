@@ -4,11 +4,7 @@ extension ByteWriter {
         writeBytes(k.key)
     }
     mutating func write(_ r: ApplyRequest) {
-        write(r.sequence)
-        write(r.time)
-        write(r.seed)
-        write(r.tag)
-        writeBytes(r.payload)
+        FrameCodec.encodeApplyBody(r, into: &self)
     }
     mutating func writeList(_ keys: [[UInt8]]) {
         writeVarint(UInt64(keys.count))
@@ -21,23 +17,10 @@ extension ByteReader {
         MapKey(map: try readString(), key: try readBytes())
     }
     mutating func readApplyRequest() throws(DecodingError) -> ApplyRequest {
-        ApplyRequest(
-            sequence: try read(UInt64.self), time: try readInt64(), seed: try read(UInt64.self),
-            tag: try readByte(), payload: try readBytes())
+        try withUnsafeReader { (r: inout UnsafeByteReader) throws(DecodingError) in try r.readApplyRequest() }
     }
     mutating func readList() throws(DecodingError) -> [[UInt8]] {
-        let n = try readCount(limit: remaining)
-        var out: [[UInt8]] = []
-        out.reserveCapacity(n)
-        for _ in 0..<n { out.append(try readBytes()) }
-        return out
-    }
-    /// Reads the optional tail of an `applied` body: the pending flag and the deferred replies.
-    mutating func readDeferredSection(into result: inout ApplyResult) throws(DecodingError) {
-        result.pending = try readBool()
-        result.deferredReplies = try readArray { (r: inout ByteReader) throws(DecodingError) -> DeferredReply in
-            DeferredReply(sequence: try r.read(UInt64.self), response: try r.readBytes())
-        }
+        try withUnsafeReader { (r: inout UnsafeByteReader) throws(DecodingError) in try r.readList() }
     }
     mutating func readArray<T>(_ element: (inout ByteReader) throws(DecodingError) -> T) throws(DecodingError) -> [T] {
         let n = try readCount(limit: remaining)
@@ -54,8 +37,8 @@ extension WireMessage {
         switch self {
         case .hello: return 1
         case .helloAck: return 2
-        case .apply: return 3
-        case .applied: return 4
+        case .apply: return FrameCodec.applyFrameType
+        case .applied: return FrameCodec.appliedFrameType
         case .snapshotRequest: return 5
         case .snapshotChunk: return 6
         case .restored: return 7
@@ -118,18 +101,7 @@ extension WireMessage {
         case .apply(let r):
             w.write(r)
         case .applied(let r):
-            w.write(r.sequence)
-            w.writeBytes(r.response)
-            w.writeList(r.touched)
-            w.writeList(r.written)
-            if r.pending || !r.deferredReplies.isEmpty {
-                w.write(r.pending)
-                w.writeVarint(UInt64(r.deferredReplies.count))
-                for d in r.deferredReplies {
-                    w.write(d.sequence)
-                    w.writeBytes(d.response)
-                }
-            }
+            FrameCodec.encodeAppliedBody(r, into: &w)
         case .snapshotRequest(let id):
             w.write(id)
         case .snapshotChunk(let c):
@@ -268,10 +240,9 @@ extension WireMessage {
         case 2: return .helloAck(instanceID: try r.read(UInt32.self))
         case 3: return .apply(try r.readApplyRequest())
         case 4:
-            var result = ApplyResult(
-                sequence: try r.read(UInt64.self), response: try r.readBytes(), touched: try r.readList(),
-                written: try r.readList())
-            if !r.isAtEnd { try r.readDeferredSection(into: &result) }
+            let result = try r.withUnsafeReader { (r: inout UnsafeByteReader) throws(DecodingError) in
+                try r.readAppliedBody()
+            }
             return .applied(result)
         case 5: return .snapshotRequest(streamID: try r.read(UInt32.self))
         case 6:
