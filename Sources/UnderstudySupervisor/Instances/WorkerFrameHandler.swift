@@ -4,7 +4,7 @@ import UnderstudyWire
 /// Decodes length-prefixed worker frames from a channel into ``WireMessage``s.
 ///
 /// Messages go straight to the instance (no trip down the channel pipeline), and `applied` frames —
-/// one per request per instance — are parsed directly from the buffer.
+/// one per request per instance — are decoded in place from the buffer (``FrameCodec/decodeAppliedBody(_:)``).
 struct WorkerFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = WireMessage
     let maximumFrameSize: Int
@@ -15,59 +15,15 @@ struct WorkerFrameDecoder: ByteToMessageDecoder {
         self.maximumFrameSize = maximumFrameSize
     }
 
-    private static func readVarint(_ buffer: inout ByteBuffer) throws -> Int {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard shift < 64, let byte: UInt8 = buffer.readInteger() else {
-                throw FrameError.malformed(type: 4, reason: "bad varint")
-            }
-            result |= UInt64(byte & 0x7f) << shift
-            if byte & 0x80 == 0 { break }
-            shift += 7
+    /// Reads the complete `applied` frame at the buffer's reader index in place: the body is decoded where it lies,
+    /// each reply and key copied out once. The caller has checked the length: at least 1, and all of it readable.
+    /// - Throws: ``FrameError/malformed(type:reason:)`` for a body that does not decode.
+    static func readApplied(_ buffer: inout ByteBuffer, frameLength: Int) throws -> ApplyResult {
+        // The body starts past the length prefix and the type byte.
+        let result = try buffer.withUnsafeReadableBytes { raw in
+            try FrameCodec.decodeAppliedBody(UnsafeRawBufferPointer(rebasing: raw[5..<(4 + frameLength)]))
         }
-        guard result <= UInt64(buffer.readableBytes) else { throw FrameError.malformed(type: 4, reason: "length beyond frame") }
-        return Int(result)
-    }
-
-    private static func readList(_ buffer: inout ByteBuffer) throws -> [[UInt8]] {
-        let count = try readVarint(&buffer)
-        var out: [[UInt8]] = []
-        out.reserveCapacity(count)
-        for _ in 0..<count {
-            let n = try readVarint(&buffer)
-            out.append(buffer.readBytes(length: n)!)
-        }
-        return out
-    }
-
-    /// Parses an `applied` body (see WireMessage+Coding) without intermediate copies.
-    private static func parseApplied(_ body: inout ByteBuffer) throws -> ApplyResult {
-        guard let sequence = body.readInteger(endianness: .little, as: UInt64.self) else {
-            throw FrameError.malformed(type: 4, reason: "short applied frame")
-        }
-        let n = try readVarint(&body)
-        let response = body.readBytes(length: n)!
-        let touched = try readList(&body)
-        let written = try readList(&body)
-        var result = ApplyResult(sequence: sequence, response: response, touched: touched, written: written)
-        if body.readableBytes > 0 {
-            // The optional tail: the pending flag and replies to earlier inputs (deferred replies).
-            guard let flag: UInt8 = body.readInteger(), flag <= 1 else {
-                throw FrameError.malformed(type: 4, reason: "bad pending flag")
-            }
-            result.pending = flag == 1
-            let count = try readVarint(&body)
-            result.deferredReplies.reserveCapacity(count)
-            for _ in 0..<count {
-                guard let seq = body.readInteger(endianness: .little, as: UInt64.self) else {
-                    throw FrameError.malformed(type: 4, reason: "short deferred reply")
-                }
-                let n = try readVarint(&body)
-                result.deferredReplies.append(DeferredReply(sequence: seq, response: body.readBytes(length: n)!))
-            }
-        }
-        guard body.readableBytes == 0 else { throw FrameError.malformed(type: 4, reason: "trailing bytes") }
+        buffer.moveReaderIndex(forwardBy: 4 + frameLength)
         return result
     }
 
@@ -81,13 +37,12 @@ struct WorkerFrameDecoder: ByteToMessageDecoder {
             throw FrameError.frameTooLarge(length: frameLength, maximum: maximumFrameSize)
         }
         guard buffer.readableBytes >= 4 + frameLength else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 4)
-        let type: UInt8 = buffer.readInteger()!
-        if type == 4 {
-            var body = buffer.readSlice(length: frameLength - 1)!
-            instance.received(.applied(try Self.parseApplied(&body)))
+        let type: UInt8 = buffer.getInteger(at: buffer.readerIndex + 4)!
+        if type == FrameCodec.appliedFrameType {
+            instance.received(.applied(try Self.readApplied(&buffer, frameLength: frameLength)))
             return .continue
         }
+        buffer.moveReaderIndex(forwardBy: 5)
         let body = buffer.readBytes(length: frameLength - 1)!
         instance.received(try FrameCodec.decode(type: type, body: body))
         return .continue

@@ -260,22 +260,8 @@ final class WorkerInstance: @unchecked Sendable {
     func send(_ message: WireMessage) {
         guard channel != nil, !isDead else { return }
         if case .apply(let r) = message {
-            // The hot path: encode straight into the outbound buffer (same layout as FrameCodec).
-            let start = outbound.writerIndex
-            outbound.writeInteger(UInt32(0), endianness: .little)
-            outbound.writeInteger(message.frameType)
-            outbound.writeInteger(r.sequence, endianness: .little)
-            outbound.writeInteger(r.time, endianness: .little)
-            outbound.writeInteger(r.seed, endianness: .little)
-            outbound.writeInteger(r.tag)
-            var length = UInt64(r.payload.count)
-            while length >= 0x80 {
-                outbound.writeInteger(UInt8(truncatingIfNeeded: length) | 0x80)
-                length >>= 7
-            }
-            outbound.writeInteger(UInt8(length))
-            outbound.writeBytes(r.payload)
-            outbound.setInteger(UInt32(outbound.writerIndex - start - 4), at: start, endianness: .little)
+            // The hot path: the shared encoder writes straight into the outbound buffer.
+            FrameCodec.encodeApply(r, into: &outbound)
         } else {
             var writer = ByteWriter(capacity: 64)
             FrameCodec.encode(message, into: &writer)
