@@ -217,14 +217,26 @@ public final class Supervisor: Service, Sendable {
     let group: MultiThreadedEventLoopGroup
     let threadPool: NIOThreadPool
     let onReady: @Sendable (ReadyInfo) -> Void
+    let makeAdmin: SupervisorAdminFactory?
 
     /// Creates a supervisor; nothing starts until ``run()``.
-    public init(configuration: SupervisorConfiguration, logger: Logger, onReady: @escaping @Sendable (ReadyInfo) -> Void) {
+    ///
+    /// - Parameters:
+    ///   - configuration: What to run, and where.
+    ///   - logger: The supervisor's logger.
+    ///   - admin: Makes the admin API served on the configuration's admin address (UnderstudyAdmin's
+    ///     `AdminServer`); nil serves none, and the ready line says `admin=off`.
+    ///   - onReady: Called once, when the supervisor first serves.
+    package init(
+        configuration: SupervisorConfiguration, logger: Logger, admin: SupervisorAdminFactory?,
+        onReady: @escaping @Sendable (ReadyInfo) -> Void
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.threadPool = NIOThreadPool(numberOfThreads: 1)
         self.onReady = onReady
+        self.makeAdmin = admin
     }
 
     /// Runs until graceful shutdown (SIGTERM/SIGINT through the service group), then drains and snapshots.
@@ -286,7 +298,7 @@ public final class Supervisor: Service, Sendable {
             let core = try await loop.submit {
                 try SupervisorCore(
                     loop: loop, journal: journal, configuration: round, threadPool: self.threadPool, logger: self.logger,
-                    replication: roundSetup)
+                    replication: roundSetup, admin: self.makeAdmin)
             }.get()
             do {
                 try await loop.flatSubmit { core.start() }.get()

@@ -88,10 +88,13 @@ public struct ProbationStatus: Codable, Sendable {
 /// Everything that runs on the core event loop, wired together.
 // Safety of @unchecked Sendable: all mutable state lives on `loop`; callers from other threads
 // (the admin server, the lifecycle task) go through `loop.submit`/`flatSubmit`.
-final class SupervisorCore: @unchecked Sendable {
-    let loop: any EventLoop
-    let configuration: SupervisorConfiguration
-    let logger: Logger
+package final class SupervisorCore: @unchecked Sendable {
+    /// The loop everything in the core runs on.
+    package let loop: any EventLoop
+    /// What the supervisor was started with.
+    package let configuration: SupervisorConfiguration
+    /// The supervisor's logger.
+    package let logger: Logger
     let journal: Journal
     let pipeline: RequestPipeline
     let comparator: Comparator
@@ -103,7 +106,9 @@ final class SupervisorCore: @unchecked Sendable {
     let threadPool: NIOThreadPool
     let startedAt = Date()
     private var listener: (any Channel)?
-    private var admin: AdminServer?
+    /// The admin API (nil with `--admin off`, or when the supervisor was given none to attach). Set while the core is
+    /// made, never after, so ``stopAdmin()`` may read it from the lifecycle task.
+    private var admin: (any SupervisorAdmin)?
     /// The HTTP front-end, when the service declared HTTP in its greeting.
     private var httpFrontend: HTTPFrontend?
     /// The TLS client listener (SupervisorCore+TLS.swift).
@@ -111,8 +116,6 @@ final class SupervisorCore: @unchecked Sendable {
     var nextClientID: Int64 = 1
     /// Where this process's client connections begin in the journal (shared by every RESP connection).
     let connections = ConnectionEpoch()
-    /// The admin API's bearer token (nil with `--admin off`).
-    let token: String?
     /// Active and standby over a PostgreSQL journal (nil with the file journal: always active).
     private(set) var replication: ReplicationController?
     /// Completed with true when this supervisor was taken over and must restart as a standby, or with false when
@@ -122,7 +125,7 @@ final class SupervisorCore: @unchecked Sendable {
 
     init(
         loop: any EventLoop, journal: Journal, configuration: SupervisorConfiguration, threadPool: NIOThreadPool, logger: Logger,
-        replication setup: ReplicationSetup? = nil
+        replication setup: ReplicationSetup? = nil, admin makeAdmin: SupervisorAdminFactory? = nil
     ) throws {
         self.loop = loop
         self.configuration = configuration
@@ -176,7 +179,7 @@ final class SupervisorCore: @unchecked Sendable {
         self.prediction = PredictionAdvisor(logger: logger, hintSink: { [loop, pipeline] keys in
             loop.execute { pipeline.sendPrefetch(keys) }
         })
-        self.token = configuration.admin == nil ? nil : try AdminToken.loadOrCreate(dataDirectory: configuration.dataDirectory)
+        if configuration.admin != nil, let makeAdmin { self.admin = try makeAdmin(self) }
         if configuration.prediction {
             let sampler = PredictionSampler(loop: loop, advisor: prediction)
             pipeline.primaryResultObserver = { request, result in
@@ -216,13 +219,13 @@ final class SupervisorCore: @unchecked Sendable {
             self.startTLSListener()
         }.flatMap {
             if self.configuration.prediction { self.prediction.start() }
-            guard let address = self.configuration.admin else { return self.loop.makeSucceededVoidFuture() }
+            guard let address = self.configuration.admin, let admin = self.admin else {
+                return self.loop.makeSucceededVoidFuture()
+            }
             guard address.isLoopback || self.configuration.allowRemoteAdmin else {
                 return self.loop.makeFailedFuture(SupervisorError(
                     .bindFailed, "refusing to serve the admin API on non-loopback address \(address); pass --allow-remote-admin to do so"))
             }
-            let admin = AdminServer(core: self)
-            self.admin = admin
             return admin.start(address: address)
         }
     }
@@ -311,7 +314,8 @@ final class SupervisorCore: @unchecked Sendable {
 
     // MARK: views
 
-    func status() -> SupervisorStatus {
+    /// The supervisor's state (`GET /status`); also refreshes the gauges the metrics report.
+    package func status() -> SupervisorStatus {
         let last = pipeline.lastSequence
         let headTime = pipeline.log.last?.request.time ?? 0
         var instances: [InstanceStatus] = []
@@ -369,7 +373,7 @@ final class SupervisorCore: @unchecked Sendable {
     }
 
     /// `understudy swap`: the live same-version shadow takes over.
-    func swapToShadow() -> EventLoopFuture<SwapRecord> {
+    package func swapToShadow() -> EventLoopFuture<SwapRecord> {
         guard mode == .active else {
             return loop.makeFailedFuture(SupervisorError(.rejected, "this supervisor is a standby: swaps are made on the active one"))
         }

@@ -280,7 +280,9 @@ struct Run: AsyncParsableCommand {
         configuration.transfer.probationSeconds = probationSeconds
         configuration.transfer.residualLimit = residualLimit
 
-        let supervisor = Supervisor(configuration: configuration, logger: logger) { ready in
+        let supervisor = Supervisor(
+            configuration: configuration, logger: logger, admin: { try AdminServer(core: $0) }
+        ) { ready in
             FileHandle.standardOutput.write(Data((ready.line + "\n").utf8))
         }
         let group = ServiceGroup(

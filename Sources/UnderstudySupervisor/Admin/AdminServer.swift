@@ -3,27 +3,25 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOPosix
-import Prometheus
 
 /// The admin API (Hummingbird) on loopback: status, discrepancies, swaps, predictions, metrics,
 /// the dashboard, and the state-changing `POST /swap`, `/rollback`, `/deploy`. Every request but the dashboard's
 /// page needs the bearer token (``AdminAuthMiddleware``).
 // Safety of @unchecked Sendable: `boundAddress` is written once on the core loop before `start`'s
 // future completes and only read on that loop afterwards; the rest is immutable.
-final class AdminServer: @unchecked Sendable {
+package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
     let core: SupervisorCore
-    private(set) var boundAddress: ListenAddress?
+    /// The bearer token, from the data directory (made at the first start).
+    let token: String
+    package private(set) var boundAddress: ListenAddress?
     private var task: Task<Void, any Error>?
 
-    init(core: SupervisorCore) { self.core = core }
-
-    /// `GET /health`: 200 while a primary serves and no role was given up, else 503.
-    struct HealthReport: Codable, Sendable {
-        var status: String
-        var primary: String?
-        var givenUpRoles: [String]
-        var reason: String?
-        var quarantined: Int
+    /// Makes the admin API of a core, reading its token (or making one) in the data directory.
+    ///
+    /// - Throws: ``SupervisorError`` when the token cannot be read or written (``AdminToken``).
+    package init(core: SupervisorCore) throws {
+        self.core = core
+        self.token = try AdminToken.loadOrCreate(dataDirectory: core.configuration.dataDirectory)
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) -> Response {
@@ -45,8 +43,7 @@ final class AdminServer: @unchecked Sendable {
     }
 
     func authorized(_ request: Request) -> Bool {
-        guard let token = core.token else { return false }
-        return Self.authorized(request, token: token)
+        Self.authorized(request, token: token)
     }
 
     /// Whether the request carries `Authorization: Bearer TOKEN` (compared in constant time).
@@ -73,7 +70,7 @@ final class AdminServer: @unchecked Sendable {
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
         let core = self.core
-        router.add(middleware: AdminAuthMiddleware(token: core.token ?? ""))
+        router.add(middleware: AdminAuthMiddleware(token: token))
         router.get("/") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
@@ -85,44 +82,35 @@ final class AdminServer: @unchecked Sendable {
         router.get("/discrepancies") { request, _ in
             let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
             return Self.json(try await self.onCore {
-                DiscrepancyList(total: core.comparator.totalDiscrepancies, recent: Array(core.comparator.recent.suffix(max(0, limit))))
+                let (total, recent) = core.discrepancies(limit: limit)
+                return DiscrepancyList(total: total, recent: recent)
             })
         }
         router.get("/quarantine") { _, _ in
-            Self.json(try await self.onCore { core.pipeline.quarantine.list })
+            Self.json(try await self.onCore { core.quarantined })
         }
         router.get("/health") { _, _ in
-            let (healthy, body) = try await self.onCore { () -> (Bool, HealthReport) in
-                let p = core.pipeline
-                let report = HealthReport(
-                    status: p.primary == nil ? "down" : (p.givenUpRoles.isEmpty ? "ok" : "degraded"),
-                    primary: p.primary.map { "\($0.id)" }, givenUpRoles: p.givenUpRoles, reason: p.givenUpReason,
-                    quarantined: p.quarantine.entries.count)
-                return (p.primary != nil && p.givenUpRoles.isEmpty, report)
-            }
-            return Self.json(body, status: healthy ? .ok : .serviceUnavailable)
+            let report = try await self.onCore { core.health() }
+            return Self.json(report, status: report.healthy ? .ok : .serviceUnavailable)
         }
         router.get("/swaps") { _, _ in
-            Self.json(try await self.onCore { core.transfer.history })
+            Self.json(try await self.onCore { core.swapHistory })
         }
         router.get("/predictions") { _, _ in
-            Self.json(try await self.onCore { core.prediction.snapshot() })
+            Self.json(try await self.onCore { core.predictions() })
         }
         router.get("/deploys") { _, _ in
-            Self.json(try await self.onCore { core.deploys.reports })
+            Self.json(try await self.onCore { core.deployReports })
         }
         router.get("/deploys/:id") { _, context in
             guard let id = context.parameters.get("id", as: Int.self) else { return Self.error(.badRequest, "bad deploy id") }
-            guard let report = try await self.onCore({ core.deploys.report(id) }) else {
+            guard let report = try await self.onCore({ core.deployReport(id) }) else {
                 return Self.error(.notFound, "no deploy \(id)")
             }
             return Self.json(report)
         }
         router.get("/metrics") { _, _ in
-            let text = try await self.onCore { () -> [UInt8] in
-                _ = core.status()  // refresh gauges
-                return core.registry.emitToBuffer()
-            }
+            let text = try await self.onCore { core.metricsText() }
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: text)))
@@ -138,7 +126,7 @@ final class AdminServer: @unchecked Sendable {
         router.post("/rollback") { request, _ in
             guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
             do {
-                return Self.json(try await self.onCoreFuture { core.transfer.rollback(automatic: false, why: "requested by an operator") })
+                return Self.json(try await self.onCoreFuture { core.rollback() })
             } catch {
                 return Self.error(.conflict, "\(error)")
             }
@@ -146,7 +134,7 @@ final class AdminServer: @unchecked Sendable {
         router.post("/snapshot") { request, _ in
             guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
             do {
-                let seq = try await self.onCoreFuture { core.pipeline.takeSnapshot() }
+                let seq = try await self.onCoreFuture { core.takeSnapshot() }
                 return Self.json(["sequence": seq])
             } catch {
                 return Self.error(.conflict, "\(error)")
@@ -161,12 +149,7 @@ final class AdminServer: @unchecked Sendable {
                 return Self.error(.badRequest, "the body must be JSON like {\"binary\": \"/path/to/new-worker\"}: \(error)")
             }
             do {
-                let id = try await self.onCore { () throws -> Int in
-                    guard core.mode == .active else {
-                        throw SupervisorError(.rejected, "this supervisor is a standby: deploys are made on the active one")
-                    }
-                    return try core.deploys.start(deploy)
-                }
+                let id = try await self.onCore { try core.startDeploy(deploy) }
                 return Self.json(["id": id], status: .accepted)
             } catch {
                 return Self.error(.conflict, "\(error)")
@@ -176,7 +159,7 @@ final class AdminServer: @unchecked Sendable {
     }
 
     /// Binds and starts serving; completes on the core loop once the port is known.
-    func start(address: ListenAddress) -> EventLoopFuture<Void> {
+    package func start(address: ListenAddress) -> EventLoopFuture<Void> {
         let promise = core.loop.makePromise(of: Void.self)
         let loop = core.loop
         var logger = core.logger
@@ -204,7 +187,8 @@ final class AdminServer: @unchecked Sendable {
         return promise.futureResult
     }
 
-    func stop() async throws {
+    /// Stops serving: cancels the server's task and waits for it to end.
+    package func stop() async throws {
         task?.cancel()
         _ = try? await task?.value
     }

@@ -93,7 +93,9 @@ public struct DemoRunner: Sendable {
         configuration.dataDirectory = data
         configuration.transfer.probationSeconds = 10
         let (readyStream, readyContinuation) = AsyncStream.makeStream(of: ReadyInfo.self)
-        let supervisor = Supervisor(configuration: configuration, logger: logger) { readyContinuation.yield($0) }
+        let supervisor = Supervisor(configuration: configuration, logger: logger, admin: { try AdminServer(core: $0) }) {
+            readyContinuation.yield($0)
+        }
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: supervisor)], gracefulShutdownSignals: options.keepRunning ? [.sigint, .sigterm] : [],
