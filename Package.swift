@@ -87,10 +87,24 @@ let package = Package(
                 .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
             ]
         ),
+        // `understudy demo`: a supervisor in a temporary directory under load from its own clients, a live deploy of
+        // version 2, and a report; its RESP and HTTP clients and load generators serve the tests too.
+        .target(
+            name: "UnderstudyDemo",
+            dependencies: [
+                "UnderstudySupervisor",
+                "UnderstudyWire",
+                "UnderstudyPrediction",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "understudy",
             dependencies: [
                 "UnderstudySupervisor",
+                "UnderstudyDemo",
                 "UnderstudyJournalPostgres",
                 "UnderstudyPrediction",
                 "UnderstudyJournal",
@@ -144,7 +158,9 @@ let package = Package(
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "UnderstudyKit", "UnderstudyWire"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["UnderstudySupervisor", "UnderstudyWire", "UnderstudyJournal", "PostgresTestSupport"]
+            dependencies: [
+                "UnderstudySupervisor", "UnderstudyDemo", "UnderstudyWire", "UnderstudyJournal", "PostgresTestSupport",
+            ]
         ),
     ]
 )

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyDemo
 import UnderstudySupervisor
 
 #if canImport(Glibc)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import UnderstudyDemo
 import UnderstudyWire
 
 @testable import UnderstudySupervisor

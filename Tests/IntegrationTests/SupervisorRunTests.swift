@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import Testing
+import UnderstudyDemo
 import UnderstudyJournal
 import UnderstudySupervisor
 import UnderstudyWire

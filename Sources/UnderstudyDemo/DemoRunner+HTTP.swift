@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySupervisor
 import UnderstudyWire
 
 /// `understudy demo --http`: the ledger under HTTP load, a live deploy of ledger-v2, and a report.

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import UnderstudySupervisor
 
 /// A closed-loop load generator over real sockets: clients doing acknowledged INCRs, SETs and GETs,
 /// recording every acknowledged INCR (to check none is lost or doubled) and the gaps between replies.

@@ -1,7 +1,8 @@
 import Foundation
 import Logging
-import UnderstudyPrediction
 import ServiceLifecycle
+import UnderstudyPrediction
+import UnderstudySupervisor
 import UnixSignals
 
 /// `understudy demo`: a supervisor with version 1 of the key-value example in a temporary directory,

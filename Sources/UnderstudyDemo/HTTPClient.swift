@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySupervisor
 import UnderstudyWire
 
 #if canImport(Glibc)
