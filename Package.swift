@@ -61,7 +61,7 @@ let package = Package(
         ),
         // The prediction engine: kernels, GRU/LSTM, baselines, online trainer.
         .target(name: "UnderstudyPrediction"),
-        // The supervisor: front-end, sequencer, instances, shadowing, transfer, updates, admin.
+        // The supervisor: front-end, sequencer, instances, shadowing, transfer, updates.
         .target(
             name: "UnderstudySupervisor",
             dependencies: [
@@ -78,7 +78,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: [
@@ -87,12 +86,23 @@ let package = Package(
                 .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
             ]
         ),
+        // The admin API (Hummingbird) the supervisor serves, its dashboard page, and the command line's client for it.
+        .target(
+            name: "UnderstudyAdmin",
+            dependencies: [
+                "UnderstudySupervisor",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // `understudy demo`: a supervisor in a temporary directory under load from its own clients, a live deploy of
         // version 2, and a report; its RESP and HTTP clients and load generators serve the tests too.
         .target(
             name: "UnderstudyDemo",
             dependencies: [
                 "UnderstudySupervisor",
+                "UnderstudyAdmin",
                 "UnderstudyWire",
                 "UnderstudyPrediction",
                 .product(name: "Logging", package: "swift-log"),
@@ -104,6 +114,7 @@ let package = Package(
             name: "understudy",
             dependencies: [
                 "UnderstudySupervisor",
+                "UnderstudyAdmin",
                 "UnderstudyDemo",
                 "UnderstudyJournalPostgres",
                 "UnderstudyPrediction",
@@ -159,7 +170,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "UnderstudySupervisor", "UnderstudyDemo", "UnderstudyWire", "UnderstudyJournal", "PostgresTestSupport",
+                "UnderstudySupervisor", "UnderstudyAdmin", "UnderstudyDemo", "UnderstudyWire", "UnderstudyJournal",
+                "PostgresTestSupport",
             ]
         ),
     ]

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
+import UnderstudyAdmin
 import UnderstudyPrediction
 import UnderstudySupervisor
 import UnixSignals

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KVStore
 import Ledger
+import UnderstudyAdmin
 import UnderstudyDemo
 import UnderstudyKit
 import Logging

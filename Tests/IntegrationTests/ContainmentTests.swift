@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import UnderstudyAdmin
 import UnderstudyDemo
 import UnderstudyJournal
 import UnderstudyWire

@@ -2,6 +2,7 @@ import Foundation
 import PostgresTestSupport
 import Synchronization
 import Testing
+import UnderstudyAdmin
 import UnderstudyDemo
 import UnderstudySupervisor
 import UnderstudyWire

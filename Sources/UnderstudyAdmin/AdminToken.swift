@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudySupervisor
 
 #if canImport(Glibc)
 import Glibc

@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
-import NIOPosix
+import UnderstudySupervisor
 
 /// The admin API (Hummingbird) on loopback: status, discrepancies, swaps, predictions, metrics,
 /// the dashboard, and the state-changing `POST /swap`, `/rollback`, `/deploy`. Every request but the dashboard's
