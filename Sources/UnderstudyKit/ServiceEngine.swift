@@ -55,6 +55,38 @@ public struct ServiceEngine<Service: UnderstudyService> {
             written: written, pending: context.isReplyDeferred, deferredReplies: context.deferredReplies)
     }
 
+    /// The state as it is now, to be encoded into snapshot frames later — on another thread while this engine goes
+    /// on applying inputs (``WorkerRuntime`` does so). The state is a persistent value: this copy costs O(1), and
+    /// the live state copies only the nodes it changes afterwards. The frames are those a `snapshotRequest` gets.
+    public func snapshotJob(streamID: UInt32) -> SnapshotJob {
+        SnapshotJob(state: state, streamID: streamID, sequence: lastSequence, chunkSize: snapshotChunkSize)
+    }
+
+    /// A snapshot of the state at one sequence number, not yet encoded (see ``snapshotJob(streamID:)``).
+    public struct SnapshotJob: Sendable {
+        let state: Service.State
+        /// The stream the frames answer.
+        public let streamID: UInt32
+        /// The last input the state includes.
+        public let sequence: UInt64
+        let chunkSize: Int
+
+        /// Appends the snapshot's chunk frames (the last carries the checksum of the whole) to `output`.
+        public func encodeFrames(into output: inout ByteWriter) {
+            let bytes = state.encodeSnapshot(schemaVersion: Service.schemaVersion, sequence: sequence)
+            let checksum = StableHasher.hash(bytes)
+            var start = 0
+            repeat {
+                let end = min(bytes.count, start + chunkSize)
+                FrameCodec.encode(.snapshotChunk(SnapshotChunk(
+                    streamID: streamID, sequence: sequence, schemaVersion: Service.schemaVersion,
+                    data: Array(bytes[start..<end]), isFinal: end == bytes.count,
+                    checksum: end == bytes.count ? checksum : 0)), into: &output)
+                start = end
+            } while start < bytes.count
+        }
+    }
+
     /// What the engine wants its runtime to do after a message.
     public enum Disposition: Sendable, Equatable {
         /// Keep serving.
@@ -101,17 +133,7 @@ public struct ServiceEngine<Service: UnderstudyService> {
         case .prefetch(let keys):
             service.prefetch(keys: keys, state: state)
         case .snapshotRequest(let id):
-            let bytes = state.encodeSnapshot(schemaVersion: Service.schemaVersion, sequence: lastSequence)
-            let checksum = StableHasher.hash(bytes)
-            var start = 0
-            repeat {
-                let end = min(bytes.count, start + snapshotChunkSize)
-                send(.snapshotChunk(SnapshotChunk(
-                    streamID: id, sequence: lastSequence, schemaVersion: Service.schemaVersion,
-                    data: Array(bytes[start..<end]), isFinal: end == bytes.count,
-                    checksum: end == bytes.count ? checksum : 0)))
-                start = end
-            } while start < bytes.count
+            snapshotJob(streamID: id).encodeFrames(into: &output)
         case .snapshotChunk(let chunk):
             if restoreStream?.id != chunk.streamID {
                 restoreStream = (chunk.streamID, chunk.sequence, chunk.schemaVersion, [])

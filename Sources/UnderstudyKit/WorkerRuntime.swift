@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import CUnderstudySystem
+import Synchronization
 import UnderstudyWire
 
 /// The entry point a service's `main` calls: connect to the supervisor and serve until it goes away.
@@ -74,6 +75,12 @@ public enum WorkerRuntime {
     }
 
     /// Serves frames on a connected socket until it closes; returns the exit status.
+    ///
+    /// Inputs are applied one at a time on this thread. A snapshot is encoded on a thread of its own from an O(1)
+    /// copy of the state (``ServiceEngine/snapshotJob(streamID:)``) while this thread goes on applying inputs, so a
+    /// snapshot of a large state does not stall the replica it is taken from. Replies keep their order: until the
+    /// snapshot's frames are written, every message other than an input — and every input behind such a message —
+    /// waits its turn.
     public static func serve<S: UnderstudyService>(_ service: S, fd: Int32) -> Int32 {
         let progress = WorkerProgress()
         var engine = ServiceEngine(service: service)
@@ -83,12 +90,81 @@ public enum WorkerRuntime {
         guard writeAll(fd, &output) else { return 0 }
         var readBuffer = [UInt8](repeating: 0, count: 1 << 16)
         var inputsSinceTrim = 0
+        let background = BackgroundSnapshot()
+        var snapshotInFlight = false
+        /// Messages waiting behind the snapshot in flight, in arrival order.
+        var waiting: [WireMessage] = []
+        waiting.reserveCapacity(64)
+
+        /// Handles one message; false when the worker is to exit.
+        func handle(_ message: WireMessage) -> Bool {
+            if snapshotInFlight, !(waiting.isEmpty && message.isApply) {
+                waiting.append(message)
+                return true
+            }
+            if case .apply(let r) = message {
+                // Which input runs, where the supervisor can read it if this process dies or stalls in it.
+                progress.started(r.sequence)
+                _ = engine.handle(message, output: &output)
+                progress.finished(r.sequence)
+                inputsSinceTrim += 1
+            } else if case .snapshotRequest(let id) = message, let background {
+                let job = engine.snapshotJob(streamID: id)
+                background.start { var frames = ByteWriter(); job.encodeFrames(into: &frames); return frames.bytes }
+                snapshotInFlight = true
+            } else if engine.handle(message, output: &output) == .exit {
+                _ = writeAll(fd, &output)
+                return false
+            } else if case .snapshotRequest = message {
+                // Encoded in place (no second thread could be made): send it now.
+                guard writeAll(fd, &output) else { return false }
+                inputsSinceTrim = trimAfterInputs
+            }
+            if output.bytes.count > 1 << 20 {
+                guard writeAll(fd, &output) else { return false }
+            }
+            return true
+        }
+
+        /// The snapshot in flight is encoded: its frames go out, then what waited behind it, in order.
+        func finishSnapshot(_ frames: [UInt8]) -> Bool {
+            guard writeAll(fd, &output) else { return false }
+            // A snapshot is the one output the size of the whole state: written from its own buffer, which is
+            // freed right after; trim at the next idle moment. glibc raises its mmap and trim thresholds after
+            // freeing a large block, so without trimming a worker keeps the high-water mark of its last snapshot
+            // (or burst of catch-up input) as resident memory for good.
+            var snapshot = ByteWriter()
+            snapshot.bytes = frames
+            guard writeAll(fd, &snapshot) else { return false }
+            inputsSinceTrim = trimAfterInputs
+            snapshotInFlight = false
+            while !snapshotInFlight, !waiting.isEmpty {
+                let next = waiting.removeFirst()
+                guard handle(next) else { return false }
+            }
+            return true
+        }
+
         while true {
             // Idle (nothing to read) after much work: give freed heap pages back to the system, so resident
             // memory follows the state's size rather than the high-water mark of bursts and snapshots.
-            if inputsSinceTrim >= trimAfterInputs && !inputReady(fd) {
+            if inputsSinceTrim >= trimAfterInputs && !snapshotInFlight && !inputReady(fd) {
                 inputsSinceTrim = 0
                 returnFreeMemory()
+            }
+            if snapshotInFlight, let background {
+                // Wait for the socket or the snapshot, whichever comes first.
+                switch wait(socket: fd, orSnapshot: background) {
+                case .snapshot:
+                    guard let frames = background.take() else { continue }
+                    guard finishSnapshot(frames) else { return 0 }
+                    guard writeAll(fd, &output) else { return 0 }
+                    continue
+                case .socket:
+                    break
+                case .interrupted:
+                    continue
+                }
             }
             let n = readBuffer.withUnsafeMutableBytes { raw in read(fd, raw.baseAddress, raw.count) }
             if n == 0 {
@@ -123,29 +199,24 @@ public enum WorkerRuntime {
                     continue
                 }
                 guard let message else { break }
-                if case .apply(let r) = message {
-                    // Which input runs, where the supervisor can read it if this process dies or stalls in it.
-                    progress.started(r.sequence)
-                    _ = engine.handle(message, output: &output)
-                    progress.finished(r.sequence)
-                    inputsSinceTrim += 1
-                } else if engine.handle(message, output: &output) == .exit {
-                    _ = writeAll(fd, &output)
-                    return 0
-                } else if case .snapshotRequest = message {
-                    // A snapshot is the one output the size of the whole state: send it, give its buffer back
-                    // (see writeAll), and trim at the next idle moment. glibc raises its mmap and trim thresholds
-                    // after freeing a large block, so without trimming a worker keeps the high-water mark of its
-                    // last snapshot (or burst of catch-up input) as resident memory for good.
-                    guard writeAll(fd, &output) else { return 0 }
-                    inputsSinceTrim = trimAfterInputs
-                }
-                if output.bytes.count > 1 << 20 {
-                    guard writeAll(fd, &output) else { return 0 }
-                }
+                guard handle(message) else { return 0 }
             }
             guard writeAll(fd, &output) else { return 0 }
         }
+    }
+
+    enum WakeReason { case socket, snapshot, interrupted }
+
+    /// Blocks until the socket has bytes (or was closed) or the background snapshot is done.
+    static func wait(socket fd: Int32, orSnapshot background: BackgroundSnapshot) -> WakeReason {
+        var fds = [
+            pollfd(fd: background.wakeFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: fd, events: Int16(POLLIN), revents: 0),
+        ]
+        let n = poll(&fds, 2, -1)
+        if n < 0 { return errno == EINTR ? .interrupted : .socket }
+        if fds[0].revents != 0 { return .snapshot }
+        return .socket
     }
 
     /// Output buffers above this capacity are released after they are written (a snapshot's), not kept.
@@ -239,4 +310,67 @@ public enum WorkerRuntime {
         var line = Array((message + "\n").utf8)
         _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
     }
+}
+
+extension WireMessage {
+    var isApply: Bool { if case .apply = self { return true } else { return false } }
+}
+
+/// A snapshot encoded on a thread of its own; the worker's loop learns it is done from a pipe it polls along
+/// with its socket.
+final class BackgroundSnapshot: Sendable {
+    /// Readable once the frames are ready.
+    let wakeFD: Int32
+    private let notifyFD: Int32
+    private let frames = Mutex<[UInt8]?>(nil)
+
+    /// Nil when no pipe can be made (the worker then encodes snapshots in place).
+    init?() {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { return nil }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        (wakeFD, notifyFD) = (fds[0], fds[1])
+    }
+
+    deinit {
+        close(wakeFD)
+        close(notifyFD)
+    }
+
+    /// Runs `encode` on a new thread; its result is ready when ``wakeFD`` is readable.
+    func start(_ encode: @escaping @Sendable () -> [UInt8]) {
+        startDetachedThread { [self] in
+            let bytes = encode()
+            frames.withLock { $0 = bytes }
+            var one: UInt8 = 1
+            while write(notifyFD, &one, 1) < 0 && errno == EINTR {}
+        }
+    }
+
+    /// The encoded frames, once ready (consumes the wake-up).
+    func take() -> [UInt8]? {
+        var byte: UInt8 = 0
+        while read(wakeFD, &byte, 1) < 0 && errno == EINTR {}
+        return frames.withLock { value in
+            defer { value = nil }
+            return value
+        }
+    }
+}
+
+/// Starts a detached thread running `body`.
+func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    var thread = pthread_t()
+    let argument = Unmanaged.passRetained(Box(body)).toOpaque()
+    let result = pthread_create(&thread, nil, { argument in
+        Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue().body()
+        return nil
+    }, argument)
+    precondition(result == 0, "pthread_create failed: \(result)")
+    pthread_detach(thread)
 }
