@@ -77,10 +77,10 @@ public enum WorkerRuntime {
     /// Serves frames on a connected socket until it closes; returns the exit status.
     ///
     /// Inputs are applied one at a time on this thread. A snapshot is encoded on a thread of its own from an O(1)
-    /// copy of the state (``ServiceEngine/snapshotJob(streamID:)``) while this thread goes on applying inputs, so a
-    /// snapshot of a large state does not stall the replica it is taken from. Replies keep their order: until the
-    /// snapshot's frames are written, every message other than an input — and every input behind such a message —
-    /// waits its turn.
+    /// copy of the state (``ServiceEngine/snapshotJob(streamID:)``) while this thread goes on with everything else,
+    /// so a snapshot of a large state does not stall the replica it is taken from, nor a swap's digest requests.
+    /// Each snapshot holds the state as of its request; streams answer requests in order (a second request's
+    /// stream follows the first's); every other reply keeps its order among the others.
     public static func serve<S: UnderstudyService>(_ service: S, fd: Int32) -> Int32 {
         let progress = WorkerProgress()
         var engine = ServiceEngine(service: service)
@@ -92,14 +92,18 @@ public enum WorkerRuntime {
         var inputsSinceTrim = 0
         let background = BackgroundSnapshot()
         var snapshotInFlight = false
-        /// Messages waiting behind the snapshot in flight, in arrival order.
-        var waiting: [WireMessage] = []
-        waiting.reserveCapacity(64)
+        /// Snapshots requested while one is in flight, in request order (each the state as of its request).
+        var waitingSnapshots: [ServiceEngine<S>.SnapshotJob] = []
+
+        func start(_ job: ServiceEngine<S>.SnapshotJob, on background: BackgroundSnapshot) {
+            background.start { var frames = ByteWriter(); job.encodeFrames(into: &frames); return frames.bytes }
+            snapshotInFlight = true
+        }
 
         /// Handles one message; false when the worker is to exit.
         func handle(_ message: WireMessage) -> Bool {
-            if snapshotInFlight, !(waiting.isEmpty && message.isApply) {
-                waiting.append(message)
+            if snapshotInFlight, case .snapshotRequest(let id) = message {
+                waitingSnapshots.append(engine.snapshotJob(streamID: id))
                 return true
             }
             if case .apply(let r) = message {
@@ -109,9 +113,7 @@ public enum WorkerRuntime {
                 progress.finished(r.sequence)
                 inputsSinceTrim += 1
             } else if case .snapshotRequest(let id) = message, let background {
-                let job = engine.snapshotJob(streamID: id)
-                background.start { var frames = ByteWriter(); job.encodeFrames(into: &frames); return frames.bytes }
-                snapshotInFlight = true
+                start(engine.snapshotJob(streamID: id), on: background)
             } else if engine.handle(message, output: &output) == .exit {
                 _ = writeAll(fd, &output)
                 return false
@@ -126,7 +128,7 @@ public enum WorkerRuntime {
             return true
         }
 
-        /// The snapshot in flight is encoded: its frames go out, then what waited behind it, in order.
+        /// The snapshot in flight is encoded: its frames go out, and the next snapshot request waiting starts.
         func finishSnapshot(_ frames: [UInt8]) -> Bool {
             guard writeAll(fd, &output) else { return false }
             // A snapshot is the one output the size of the whole state: written from its own buffer, which is
@@ -138,9 +140,8 @@ public enum WorkerRuntime {
             guard writeAll(fd, &snapshot) else { return false }
             inputsSinceTrim = trimAfterInputs
             snapshotInFlight = false
-            while !snapshotInFlight, !waiting.isEmpty {
-                let next = waiting.removeFirst()
-                guard handle(next) else { return false }
+            if !waitingSnapshots.isEmpty, let background {
+                start(waitingSnapshots.removeFirst(), on: background)
             }
             return true
         }
@@ -310,10 +311,6 @@ public enum WorkerRuntime {
         var line = Array((message + "\n").utf8)
         _ = line.withUnsafeMutableBytes { write(2, $0.baseAddress, $0.count) }
     }
-}
-
-extension WireMessage {
-    var isApply: Bool { if case .apply = self { return true } else { return false } }
 }
 
 /// A snapshot encoded on a thread of its own; the worker's loop learns it is done from a pipe it polls along

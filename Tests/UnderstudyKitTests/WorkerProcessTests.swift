@@ -185,6 +185,73 @@ struct WorkerProcessTests {
         #expect(try Self.digest(of: source) == Self.digest(of: fresh))
     }
 
+    @Test("snapshots are encoded beside the other work: each holds the state as of its request, streams in request order, inputs and other replies in theirs")
+    func snapshotBesideInputs() throws {
+        let worker = try TestWorker.start()
+        // A state large enough that its snapshot takes a while to encode.
+        let keys = 200_000
+        let load = (1...keys).map { RequestStream.apply(UInt64($0), ["ADD", "key\($0)", "\($0)"]) }
+        _ = try Self.apply(load, to: worker)
+        let before = try Self.digest(of: worker)
+        #expect(before.sequence == UInt64(keys) && before.entryCount == UInt64(keys))
+
+        // One batch: a snapshot request, inputs, a ping, a second snapshot request, more inputs, a digest request.
+        let n = UInt64(keys)
+        worker.enqueue(.snapshotRequest(streamID: 7))
+        for i in 1...2_000 { worker.enqueue(.apply(RequestStream.apply(n + UInt64(i), ["INCR", "key\(i)"]))) }
+        worker.enqueue(.ping(nonce: 42))
+        worker.enqueue(.snapshotRequest(streamID: 8))
+        for i in 2_001...3_000 { worker.enqueue(.apply(RequestStream.apply(n + UInt64(i), ["INCR", "key\(i)"]))) }
+        worker.enqueue(.digestRequest)
+
+        var streams: [UInt32: (data: [UInt8], final: SnapshotChunk?)] = [:]
+        var applied: [UInt64] = []
+        var pong: UInt64?
+        var digest: DigestReport?
+        while digest == nil || streams[7]?.final == nil || streams[8]?.final == nil {
+            let message = try worker.receive(1)[0]
+            switch message {
+            case .snapshotChunk(let chunk):
+                #expect(chunk.streamID == 7 || chunk.streamID == 8)
+                if chunk.streamID == 8 { #expect(streams[7]?.final != nil, "the second stream began before the first ended") }
+                streams[chunk.streamID, default: ([], nil)].data += chunk.data
+                if chunk.isFinal { streams[chunk.streamID]!.final = chunk }
+            case .applied(let r):
+                applied.append(r.sequence)
+                if r.sequence > n + 2_000 { #expect(pong != nil, "input \(r.sequence) overtook the ping queued before it") }
+            case .pong(let nonce, let sequence):
+                #expect(nonce == 42)
+                #expect(applied.last == n + 2_000, "the ping was answered out of turn")
+                pong = sequence
+            case .digest(let d):
+                #expect(applied.count == 3_000, "the digest was answered before the inputs queued before it")
+                digest = d
+            default:
+                Issue.record("unexpected \(message)")
+            }
+        }
+        #expect(applied == Array((n + 1)...(n + 3_000)), "every input applied once, in order")
+        #expect(pong == n + 2_000)
+        #expect(digest?.sequence == n + 3_000)
+
+        // Each snapshot holds the state as of its own request, not of the inputs applied while it was encoded.
+        let first = try #require(streams[7]?.final)
+        let second = try #require(streams[8]?.final)
+        #expect(first.sequence == n && second.sequence == n + 2_000)
+        #expect(first.checksum == StableHasher.hash(streams[7]!.data) && second.checksum == StableHasher.hash(streams[8]!.data))
+        let fresh = try TestWorker.start()
+        let restored = try Self.restore(streams[7]!.data, sequence: n, schema: 1, into: fresh, streamID: 1, chunkSize: 1 << 20)
+        #expect(restored == .restored(sequence: n, entryCount: UInt64(keys)))
+        #expect(try Self.digest(of: fresh) == before)
+        let other = try TestWorker.start()
+        _ = try Self.restore(streams[8]!.data, sequence: n + 2_000, schema: 1, into: other, streamID: 1, chunkSize: 1 << 20)
+        // Both carry on to the worker's own final state.
+        _ = try Self.apply((1...3_000).map { RequestStream.apply(n + UInt64($0), ["INCR", "key\($0)"]) }, to: fresh)
+        _ = try Self.apply((2_001...3_000).map { RequestStream.apply(n + UInt64($0), ["INCR", "key\($0)"]) }, to: other)
+        #expect(try Self.digest(of: fresh) == digest)
+        #expect(try Self.digest(of: other) == digest)
+    }
+
     @Test("a schema 1 snapshot migrates into a schema 2 worker, which answers correctly and downgrades to the same digest")
     func migration() throws {
         let v1 = try TestWorker.start(schema: 1)

@@ -92,6 +92,9 @@ final class WorkerInstance: @unchecked Sendable {
     private(set) var death: DeathReport?
     private var helloPromise: EventLoopPromise<Hello>
     private var controlQueue = CircularBuffer<EventLoopPromise<WireMessage>>()
+    /// Snapshot requests waiting for their stream, apart from the other control requests: a worker encodes a
+    /// snapshot beside its other work and answers digests, pings and the rest while it does.
+    private var snapshotQueue = CircularBuffer<EventLoopPromise<WireMessage>>()
     private var snapshotBytes: [UInt8] = []
     private var pendingWrites = false
     var startedAt = NIODeadline.now()
@@ -288,7 +291,7 @@ final class WorkerInstance: @unchecked Sendable {
             return loop.makeFailedFuture(SupervisorError(.workerFailed, "instance \(id) is not running"))
         }
         let promise = loop.makePromise(of: WireMessage.self)
-        controlQueue.append(promise)
+        if case .snapshotRequest = message { snapshotQueue.append(promise) } else { controlQueue.append(promise) }
         send(message)
         flush()
         return promise.futureResult
@@ -325,7 +328,11 @@ final class WorkerInstance: @unchecked Sendable {
                 var whole = chunk
                 whole.data = snapshotBytes
                 snapshotBytes = []
-                resolveControl(.success(.snapshotChunk(whole)))
+                if let waiter = snapshotQueue.popFirst() {
+                    waiter.succeed(.snapshotChunk(whole))
+                } else {
+                    logger.warning("worker sent a snapshot nobody asked for")
+                }
             }
         case .error(let code, let text):
             if controlQueue.isEmpty {
@@ -380,6 +387,7 @@ final class WorkerInstance: @unchecked Sendable {
         owner?.instanceStoppedApplying(self, reason: error.message)
         helloPromise.fail(error)
         while let waiter = controlQueue.popFirst() { waiter.fail(error) }
+        while let waiter = snapshotQueue.popFirst() { waiter.fail(error) }
         channel?.close(promise: nil)
         cleanupListener()
         kill()
@@ -434,6 +442,7 @@ final class WorkerInstance: @unchecked Sendable {
         phase = .dead(reason)
         owner?.instanceStoppedApplying(self, reason: reason)
         while let waiter = controlQueue.popFirst() { waiter.fail(SupervisorError(.workerExited, reason)) }
+        while let waiter = snapshotQueue.popFirst() { waiter.fail(SupervisorError(.workerExited, reason)) }
         channel?.close(promise: nil)
         cleanupListener()
     }
