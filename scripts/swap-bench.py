@@ -119,6 +119,10 @@ def main():
                 size, len(ok), args.swaps, pct(0.5), pct(0.9), pct(0.99), pauses[-1] if pauses else -1,
                 ", ".join("%s %.3f" % (k, sorted(v)[len(v) // 2]) for k, v in sorted(steps.items())),
                 swap_gap, base_gap, report.get("lost_acked"), report.get("failed_ops"), json.dumps(report.get("error_kinds", {}))))
+            if ok:
+                worst = max(ok, key=lambda h: h["pauseMicros"])
+                print("  slowest swap: pause %.3f ms, steps_ms={%s}" % (worst["pauseMicros"] / 1000, ", ".join(
+                    "%s %.3f" % (k, v / 1000) for k, v in sorted(worst["stepMicros"].items()))))
             sys.stdout.flush()
         finally:
             sup.terminate()
