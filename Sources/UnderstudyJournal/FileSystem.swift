@@ -195,22 +195,6 @@ final class WakeSignal: @unchecked Sendable {
     }
 }
 
-/// Starts a detached-by-join OS thread running `body`; returns its handle for `pthread_join`.
-func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let argument = Unmanaged.passRetained(Box(body)).toOpaque()
-    let result = pthread_create(&thread, nil, { argument in
-        Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue().body()
-        return nil
-    }, argument)
-    precondition(result == 0, "pthread_create failed: \(result)")
-    return thread
-}
-
 /// Monotonic clock in nanoseconds.
 func monotonicNanoseconds() -> UInt64 {
     var now = timespec()

@@ -5,6 +5,7 @@ import Musl
 #endif
 import Logging
 import Synchronization
+import UnderstudyWire
 
 /// The writer thread: takes the buffered records, writes them to the active segment (rolling over when it is
 /// full), fsyncs per the policy, and advances `durableSequence`, waking whoever waits for it.

@@ -337,7 +337,7 @@ final class BackgroundSnapshot: Sendable {
 
     /// Runs `encode` on a new thread; its result is ready when ``wakeFD`` is readable.
     func start(_ encode: @escaping @Sendable () -> [UInt8]) {
-        startDetachedThread { [self] in
+        _ = startThread(detached: true) { [self] in
             let bytes = encode()
             frames.withLock { $0 = bytes }
             var one: UInt8 = 1
@@ -354,20 +354,4 @@ final class BackgroundSnapshot: Sendable {
             return value
         }
     }
-}
-
-/// Starts a detached thread running `body`.
-func startDetachedThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    var thread = pthread_t()
-    let argument = Unmanaged.passRetained(Box(body)).toOpaque()
-    let result = pthread_create(&thread, nil, { argument in
-        Unmanaged<Box>.fromOpaque(argument!).takeRetainedValue().body()
-        return nil
-    }, argument)
-    precondition(result == 0, "pthread_create failed: \(result)")
-    pthread_detach(thread)
 }
