@@ -416,7 +416,9 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     func bootstrap(_ instance: WorkerInstance) -> EventLoopFuture<Void> {
         instance.phase = .restoring
         let journal = self.journal
-        return threadPool.runIfActive(eventLoop: loop) { try journal.newestSnapshot() }.flatMap { snapshot in
+        return freshSnapshotForShadow(instance).flatMap {
+            self.threadPool.runIfActive(eventLoop: self.loop) { try journal.newestSnapshot() }
+        }.flatMap { snapshot in
             guard let snapshot else { return self.loop.makeSucceededFuture(0) }
             if let hello = instance.hello, snapshot.service != hello.service {
                 return self.loop.makeFailedFuture(SupervisorError(
@@ -435,6 +437,23 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             self.flushInstances()
         }
     }
+
+    /// A shadow started while the newest snapshot is more than ``freshSnapshotAfterInputs`` behind the head (after a
+    /// failover under load, typically) would replay all of that before it could take over: the primary is asked for
+    /// a snapshot first — encoded beside its inputs, so it does not stall — and the shadow restores from that. Falls
+    /// back to the newest snapshot on disk if none can be taken (one in flight, no live primary).
+    private func freshSnapshotForShadow(_ instance: WorkerInstance) -> EventLoopFuture<Void> {
+        guard instance.role == .shadow, serving, !followsJournal, let primary, primary !== instance, primary.isLive,
+            lastSequence &- min(lastSnapshotSequence, lastSequence) > Self.freshSnapshotAfterInputs
+        else { return loop.makeSucceededVoidFuture() }
+        logger.info("taking a snapshot from the primary for the new shadow", metadata: [
+            "understudy.seq": "\(lastSequence)", "understudy.snapshotSequence": "\(lastSnapshotSequence)",
+        ])
+        return snapshotter.take(from: primary).map { _ in () }.recover { _ in () }
+    }
+
+    /// Inputs since the newest snapshot beyond which a new shadow restores from a fresh one.
+    static let freshSnapshotAfterInputs: UInt64 = 50_000
 
     /// Completes when `instance` has applied `sequence` (fails if it dies or the timeout passes).
     ///
