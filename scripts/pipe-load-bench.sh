@@ -25,7 +25,7 @@ for i in range(int(sys.argv[1])):
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(k), k, len(v), v))
 PY
 "$BIN/understudy" run --service "$BIN/kv-v1" --listen 127.0.0.1:0 --admin 127.0.0.1:0 --data "$work/data" \
-    --max-standby-lag-ms "$LAG" --log-level warning > "$work/ready.txt" 2> "$work/err.log" &
+    --max-standby-lag-ms "$LAG" --log-level "${LOG_LEVEL:-warning}" > "$work/ready.txt" 2> "$work/err.log" &
 US_PID=$!
 for _ in $(seq 100); do grep -q ready "$work/ready.txt" 2>/dev/null && break; sleep 0.1; done
 PORT=$(sed -n 's/.*listen=[^:]*:\([0-9]*\).*/\1/p' "$work/ready.txt")
