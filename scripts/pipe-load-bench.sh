@@ -42,9 +42,10 @@ while True:
     t = time.time()
     try:
         s = json.load(urllib.request.urlopen(req, timeout=2))
-        live = any(i["role"] == "shadow" and i["phase"] == "live" for i in s["instances"])
+        phases = [i["phase"] for i in s["instances"] if i["role"] == "shadow"]
+        phase = "live" if "live" in phases else (phases[0] if phases else "none")
         out.write("%.3f %d %d %s %s %s\n" % (t, s["standbyLagMillis"], s["lastSequence"],
-            str(s["intakeThrottled"]).lower(), s.get("intakeThrottleLevel", "-"), "live" if live else "none"))
+            str(s["intakeThrottled"]).lower(), s.get("intakeThrottleLevel", "-"), phase))
     except Exception:
         pass
     time.sleep(max(0, 0.2 - (time.time() - t)))
@@ -87,8 +88,12 @@ if live:
         len(live), p(0.5), p(0.99), live[-1]))
 levels = {}
 for r in during: levels[r[4]] = levels.get(r[4], 0) + 1
-print("samples without a live standby (restoring or catching up after the failover): %d of %d; intake levels: %s" % (
-    sum(1 for r in during if r[5] != "live"), len(during), ", ".join("%s %d" % kv for kv in sorted(levels.items()))))
+phases = {}
+for r in during:
+    if r[5] != "live": phases[r[5]] = phases.get(r[5], 0) + 1
+print("samples without a live standby (after the failover): %d of %d (%s); intake levels: %s" % (
+    sum(phases.values()), len(during), ", ".join("%s %d" % kv for kv in sorted(phases.items())),
+    ", ".join("%s %d" % kv for kv in sorted(levels.items()))))
 PY
 python3 - "$work/probe.json" <<'PY'
 import json, sys

@@ -549,6 +549,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             held.append(HeldInput(tag: tag, payload: payload, sink: sink, onPending: onPending))
             return
         }
+        intakeThrottle.admitted()
         sequence(tag: tag, payload: payload, onPending: onPending, sink: sink)
     }
 
@@ -796,7 +797,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                     }
                     release(i)
                 }
-                if instance.phase == .catchingUp && instance.appliedSequence >= lastSequence { instance.phase = .live }
+                if instance.phase == .catchingUp && hasCaughtUp(instance) { instance.phase = .live }
                 pump(instance)
                 requestTrim()
                 return
@@ -828,12 +829,21 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 }
             }
         }
-        if instance.phase == .catchingUp && instance.appliedSequence >= lastSequence {
+        if instance.phase == .catchingUp && hasCaughtUp(instance) {
             instance.phase = .live
             logger.info("instance caught up", metadata: ["understudy.instance": "\(instance.id)", "understudy.role": "\(instance.role.rawValue)", "understudy.seq": "\(seq)"])
         }
         pump(instance)
         requestTrim()
+    }
+
+    /// A standby catching up is level with the primary: it has applied everything the primary has (a live standby
+    /// is never further ahead; standbys are fed only what the primary applied). Not `lastSequence`: under a
+    /// continuous load the head is always ahead of both — a new shadow measured against it stayed "catching up"
+    /// until the load ended, and no failover target existed meanwhile.
+    private func hasCaughtUp(_ instance: WorkerInstance) -> Bool {
+        guard let primary, primary !== instance else { return instance.appliedSequence >= lastSequence }
+        return instance.appliedSequence >= min(lastSequence, max(primaryAppliedBound, primary.appliedSequence))
     }
 
     private func release(_ i: InputLog.Index) {
@@ -1207,23 +1217,36 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         return lag
     }
 
+    /// When ``adjustIntakeThrottle()`` last ran (the admission budget refills for the time since).
+    private var lastIntakeAdjustment = NIODeadline.now()
+
     /// Holds client intake as the ``IntakeGovernor`` decides from the primary's queue, the live standby's lag and
     /// a standby's catch-up (`--max-standby-lag-ms`): a bulk loader slows first, and everyone only when the standby
     /// itself stalls.
     private func adjustIntakeThrottle() {
         let now = NIODeadline.now()
+        let elapsed = (now - lastIntakeAdjustment).nanoseconds
+        lastIntakeAdjustment = now
         var queue: Int64 = 0
         var standby: Int64 = 0
+        var catchUpRate: Double?
         if let p = primary, !p.isDead { queue = projectedLag(p, now: now) }
         let target = failoverTarget
         for s in standbys where !s.isDead {
             if s.phase == .catchingUp {
-                queue = max(queue, projectedLag(s, now: now, countingAge: false))
+                let lag = projectedLag(s, now: now, countingAge: false)
+                queue = max(queue, lag)
+                if let share = IntakeGovernor.catchUpAdmissionRate(
+                    projectedLag: lag, limit: configuration.maxStandbyLag.nanoseconds, applyRate: s.applyRate.inputsPerSecond)
+                {
+                    catchUpRate = min(catchUpRate ?? share, share)
+                }
             } else if s.isLive {
                 let lag = projectedLag(s, now: now)
                 if s === target { standby = lag }
             }
         }
+        intakeThrottle.limitAdmissions(perSecond: catchUpRate, elapsedNanoseconds: elapsed)
         let before = intakeThrottle.level
         intakeThrottle.set(IntakeGovernor.level(
             current: before, limit: configuration.maxStandbyLag.nanoseconds, queue: queue, standby: standby))
