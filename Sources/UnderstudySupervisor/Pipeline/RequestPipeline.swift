@@ -1235,6 +1235,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         for s in standbys where !s.isDead {
             if s.phase == .catchingUp {
                 let lag = projectedLag(s, now: now, countingAge: false)
+                // A deploy's candidate catching up never slows clients: its speed is what the deploy gate judges.
+                guard s.role == .shadow else { continue }
                 queue = max(queue, lag)
                 if let share = IntakeGovernor.catchUpAdmissionRate(
                     projectedLag: lag, limit: configuration.maxStandbyLag.nanoseconds, applyRate: s.applyRate.inputsPerSecond)
