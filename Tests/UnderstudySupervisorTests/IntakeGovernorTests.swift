@@ -147,37 +147,4 @@ struct IntakeGovernorTests {
         #expect(throttle.heldConnections == 0)
         #expect(throttle.engagements == 2)
     }
-
-    @Test("while a standby catches up, inputs are admitted at half its apply rate: reads wait for budget and resume with it")
-    func catchUpAdmission() throws {
-        let limit = 100 * Self.ms
-        #expect(IntakeGovernor.catchUpAdmissionRate(projectedLag: 50 * Self.ms, limit: limit, applyRate: 200_000) == nil)
-        #expect(IntakeGovernor.catchUpAdmissionRate(projectedLag: 51 * Self.ms, limit: limit, applyRate: 200_000) == 100_000)
-        #expect(IntakeGovernor.catchUpAdmissionRate(projectedLag: 900 * Self.ms, limit: limit, applyRate: nil) == nil,
-            "no limit before the rate is measured")
-
-        let throttle = IntakeThrottle()
-        let client = try Client(throttle)
-        throttle.limitAdmissions(perSecond: 100_000, elapsedNanoseconds: 0)
-        #expect(throttle.engaged)
-        #expect(throttle.admissionBudget == 1_000, "at most 10 ms of admissions at once")
-        #expect(client.read())
-        for _ in 0..<1_000 { throttle.admitted() }
-        #expect(!client.read(), "read while the budget is spent")
-        #expect(throttle.heldConnections == 1)
-        // 1 ms later: 100 more inputs may come; the held read goes through.
-        let before = client.counter.reads
-        throttle.limitAdmissions(perSecond: 100_000, elapsedNanoseconds: 1 * Self.ms)
-        #expect(throttle.admissionBudget == 100)
-        #expect(client.counter.reads == before + 1 && throttle.heldConnections == 0)
-        // Caught up: no limit, nothing held.
-        for _ in 0..<500 { throttle.admitted() }
-        #expect(!client.read())
-        throttle.limitAdmissions(perSecond: nil, elapsedNanoseconds: 1 * Self.ms)
-        #expect(throttle.admissionBudget == nil && !throttle.engaged)
-        #expect(throttle.heldConnections == 0)
-        #expect(client.read())
-        throttle.admitted()
-        #expect(throttle.admissionBudget == nil)
-    }
 }

@@ -25,11 +25,8 @@ final class IntakeThrottle {
 
     /// How much intake is held now.
     private(set) var level = Level.open
-    /// While a standby catches up: how many more inputs may be admitted (refilled at a share of its apply rate, so
-    /// the catch-up converges under any load); nil when unlimited. No connection is read while it is not positive.
-    private(set) var admissionBudget: Double?
-    /// Reads are being held (at either level, or by the admission budget).
-    var engaged: Bool { level != .open || admissionBudget != nil }
+    /// Reads are being held (at either level).
+    var engaged: Bool { level != .open }
     /// How many times intake was throttled (moved from open to a held level).
     private(set) var engagements = 0
     private var held: [ObjectIdentifier: (context: ChannelHandlerContext, connection: any ThrottledConnection)] = [:]
@@ -52,7 +49,6 @@ final class IntakeThrottle {
 
     /// Whether a connection may be read at the current level.
     func admits(_ connection: any ThrottledConnection) -> Bool {
-        if let budget = admissionBudget, budget <= 0 { return false }
         switch level {
         case .open: return true
         case .pipelinesHeld: return connection.unansweredRequests == 0
@@ -62,29 +58,8 @@ final class IntakeThrottle {
 
     /// A connection's requests are all answered: if its read was held for them alone, it reads now.
     func answered(_ connection: any ThrottledConnection) {
-        guard level == .pipelinesHeld, admits(connection),
-            let entry = held.removeValue(forKey: ObjectIdentifier(connection))
-        else { return }
+        guard level == .pipelinesHeld, let entry = held.removeValue(forKey: ObjectIdentifier(connection)) else { return }
         entry.context.read()
-    }
-
-    /// Limits admissions to `rate` inputs per second (nil: no limit), refilling the budget for `elapsed`
-    /// nanoseconds; at most 10 ms of admissions accumulate. Reads held for want of budget resume when it returns.
-    func limitAdmissions(perSecond rate: Double?, elapsedNanoseconds elapsed: Int64) {
-        let before = admissionBudget
-        if let rate {
-            let burst = max(64, rate / 100)
-            admissionBudget = min(burst, (before ?? burst) + rate * Double(max(0, elapsed)) / 1e9)
-        } else {
-            admissionBudget = nil
-        }
-        if let before, before <= 0, admissionBudget.map({ $0 > 0 }) ?? true { resumeAdmitted() }
-    }
-
-    /// One input was admitted (counted against the budget, if any).
-    @inline(__always)
-    func admitted() {
-        if admissionBudget != nil { admissionBudget! -= 1 }
     }
 
     private func resumeAdmitted() {

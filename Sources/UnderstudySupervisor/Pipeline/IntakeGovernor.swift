@@ -74,16 +74,4 @@ enum IntakeGovernor {
         if current != .open && highest > limit / 4 { return .pipelinesHeld }
         return .open
     }
-
-    /// The share of a catching-up standby's apply rate at which inputs are admitted while its projected catch-up
-    /// is over half the limit: holding pipelines alone lets a saturating loader add inputs about as fast as the
-    /// standby replays them (measured: a new shadow after a failover caught up only when the load ended), so the
-    /// catch-up would not converge. At half its rate the backlog shrinks by the other half.
-    static let catchUpShare = 0.5
-
-    /// Inputs per second to admit while a standby catches up (nil: no limit).
-    static func catchUpAdmissionRate(projectedLag: Int64, limit: Int64, applyRate: Double?) -> Double? {
-        guard projectedLag > limit / 2, let applyRate, applyRate > 0 else { return nil }
-        return applyRate * catchUpShare
-    }
 }

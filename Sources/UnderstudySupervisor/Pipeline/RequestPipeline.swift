@@ -549,7 +549,6 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             held.append(HeldInput(tag: tag, payload: payload, sink: sink, onPending: onPending))
             return
         }
-        intakeThrottle.admitted()
         sequence(tag: tag, payload: payload, onPending: onPending, sink: sink)
     }
 
@@ -1217,19 +1216,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
         return lag
     }
 
-    /// When ``adjustIntakeThrottle()`` last ran (the admission budget refills for the time since).
-    private var lastIntakeAdjustment = NIODeadline.now()
-
     /// Holds client intake as the ``IntakeGovernor`` decides from the primary's queue, the live standby's lag and
     /// a standby's catch-up (`--max-standby-lag-ms`): a bulk loader slows first, and everyone only when the standby
     /// itself stalls.
     private func adjustIntakeThrottle() {
         let now = NIODeadline.now()
-        let elapsed = (now - lastIntakeAdjustment).nanoseconds
-        lastIntakeAdjustment = now
         var queue: Int64 = 0
         var standby: Int64 = 0
-        var catchUpRate: Double?
         if let p = primary, !p.isDead { queue = projectedLag(p, now: now) }
         let target = failoverTarget
         for s in standbys where !s.isDead {
@@ -1238,17 +1231,11 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
                 // A deploy's candidate catching up never slows clients: its speed is what the deploy gate judges.
                 guard s.role == .shadow else { continue }
                 queue = max(queue, lag)
-                if let share = IntakeGovernor.catchUpAdmissionRate(
-                    projectedLag: lag, limit: configuration.maxStandbyLag.nanoseconds, applyRate: s.applyRate.inputsPerSecond)
-                {
-                    catchUpRate = min(catchUpRate ?? share, share)
-                }
             } else if s.isLive {
                 let lag = projectedLag(s, now: now)
                 if s === target { standby = lag }
             }
         }
-        intakeThrottle.limitAdmissions(perSecond: catchUpRate, elapsedNanoseconds: elapsed)
         let before = intakeThrottle.level
         intakeThrottle.set(IntakeGovernor.level(
             current: before, limit: configuration.maxStandbyLag.nanoseconds, queue: queue, standby: standby))
