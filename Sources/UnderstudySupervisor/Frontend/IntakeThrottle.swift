@@ -38,14 +38,11 @@ final class IntakeThrottle {
         let lowered = newLevel < level
         level = newLevel
         guard lowered, !held.isEmpty else { return }
-        resumeAdmitted()
+        for (id, entry) in held where admits(entry.connection) {
+            held[id] = nil
+            entry.context.read()
+        }
     }
-
-    /// Stops reading every client socket (reads already under way finish).
-    func engage() { set(.closed) }
-
-    /// Reads again: every connection whose read was held reads now.
-    func release() { set(.open) }
 
     /// Whether a connection may be read at the current level.
     func admits(_ connection: any ThrottledConnection) -> Bool {
@@ -60,13 +57,6 @@ final class IntakeThrottle {
     func answered(_ connection: any ThrottledConnection) {
         guard level == .pipelinesHeld, let entry = held.removeValue(forKey: ObjectIdentifier(connection)) else { return }
         entry.context.read()
-    }
-
-    private func resumeAdmitted() {
-        for (id, entry) in held where admits(entry.connection) {
-            held[id] = nil
-            entry.context.read()
-        }
     }
 
     /// How many connections wait to be read.

@@ -458,7 +458,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     /// Completes when `instance` has applied `sequence` (fails if it dies or the timeout passes).
     ///
     /// Event-driven: resolved from ``instanceApplied(_:_:)`` the moment the result arrives (a swap's pause waits on
-    /// this), failed from ``instanceDied(_:reason:)``, and by one timer at the deadline — no polling.
+    /// this), failed from ``instanceStoppedApplying(_:reason:)``, and by one timer at the deadline — no polling.
     func waitUntilApplied(_ instance: WorkerInstance, _ sequence: UInt64, timeout: TimeAmount) -> EventLoopFuture<Void> {
         if instance.appliedSequence >= sequence { return loop.makeSucceededVoidFuture() }
         if case .dead(let reason) = instance.phase {
@@ -496,27 +496,22 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
 
     /// Completes the waits `instance` satisfied.
     private func resolveAppliedWaiters(_ instance: WorkerInstance) {
-        var i = 0
-        while i < appliedWaiters.count {
-            if appliedWaiters[i].instance === instance && instance.appliedSequence >= appliedWaiters[i].sequence {
-                let waiter = appliedWaiters.remove(at: i)
-                waiter.timer.value.cancel()
-                waiter.promise.succeed(())
-            } else {
-                i += 1
-            }
-        }
+        completeAppliedWaiters(where: { $0.instance === instance && instance.appliedSequence >= $0.sequence }, with: .success(()))
     }
 
     /// Fails the waits on an instance that died or was retired.
     func instanceStoppedApplying(_ instance: WorkerInstance, reason: String) {
         guard !appliedWaiters.isEmpty else { return }
+        completeAppliedWaiters(where: { $0.instance === instance }, with: .failure(SupervisorError(.workerExited, reason)))
+    }
+
+    private func completeAppliedWaiters(where matches: (AppliedWaiter) -> Bool, with result: Result<Void, any Error>) {
         var i = 0
         while i < appliedWaiters.count {
-            if appliedWaiters[i].instance === instance {
+            if matches(appliedWaiters[i]) {
                 let waiter = appliedWaiters.remove(at: i)
                 waiter.timer.value.cancel()
-                waiter.promise.fail(SupervisorError(.workerExited, reason))
+                waiter.promise.completeWith(result)
             } else {
                 i += 1
             }
