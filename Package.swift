@@ -61,11 +61,22 @@ let package = Package(
         ),
         // The prediction engine: kernels, GRU/LSTM, baselines, online trainer.
         .target(name: "UnderstudyPrediction"),
-        // The supervisor: front-end, sequencer, instances, shadowing, transfer, updates.
+        // The client front-ends (RESP, HTTP/1.1): protocol parsing, connections, AUTH and ACL users, the intake
+        // throttle; they reach the request path only through `RequestIntake`.
+        .target(
+            name: "UnderstudyFrontend",
+            dependencies: [
+                "UnderstudyWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        // The supervisor: sequencer, instances, shadowing, transfer, updates.
         .target(
             name: "UnderstudySupervisor",
             dependencies: [
                 "UnderstudyWire",
+                "UnderstudyFrontend",
                 "CUnderstudySystem",
                 "UnderstudyJournal",
                 "UnderstudyJournalPostgres",
@@ -103,6 +114,7 @@ let package = Package(
             dependencies: [
                 "UnderstudySupervisor",
                 "UnderstudyAdmin",
+                "UnderstudyFrontend",
                 "UnderstudyWire",
                 "UnderstudyPrediction",
                 .product(name: "Logging", package: "swift-log"),
@@ -114,6 +126,7 @@ let package = Package(
             name: "understudy",
             dependencies: [
                 "UnderstudySupervisor",
+                "UnderstudyFrontend",
                 "UnderstudyAdmin",
                 "UnderstudyDemo",
                 "UnderstudyJournalPostgres",
@@ -164,13 +177,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "UnderstudyPredictionTests", dependencies: ["UnderstudyPrediction"]),
-        .testTarget(name: "UnderstudySupervisorTests", dependencies: ["UnderstudySupervisor", "UnderstudyWire"]),
+        // The front-ends alone, against a recording request intake: no supervisor, no sockets.
+        .testTarget(
+            name: "UnderstudyFrontendTests",
+            dependencies: [
+                "UnderstudyFrontend", "UnderstudyWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
+        .testTarget(name: "UnderstudySupervisorTests", dependencies: ["UnderstudySupervisor", "UnderstudyFrontend", "UnderstudyWire"]),
         .testTarget(name: "KVStoreTests", dependencies: ["KVStore", "UnderstudyKit"]),
         .testTarget(name: "LedgerTests", dependencies: ["Ledger", "UnderstudyKit", "UnderstudyWire"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "UnderstudySupervisor", "UnderstudyAdmin", "UnderstudyDemo", "UnderstudyWire", "UnderstudyJournal",
+                "UnderstudySupervisor", "UnderstudyAdmin", "UnderstudyDemo", "UnderstudyFrontend", "UnderstudyWire",
+                "UnderstudyJournal",
                 "PostgresTestSupport",
             ]
         ),

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import UnderstudyAdmin
 import UnderstudyPrediction
+import UnderstudyFrontend
 import UnderstudySupervisor
 import UnixSignals
 

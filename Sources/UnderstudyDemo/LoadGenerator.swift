@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import UnderstudyFrontend
 import UnderstudySupervisor
 
 /// A closed-loop load generator over real sockets: clients doing acknowledged INCRs, SETs and GETs,

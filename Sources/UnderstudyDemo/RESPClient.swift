@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyFrontend
 import UnderstudySupervisor
 
 #if canImport(Glibc)

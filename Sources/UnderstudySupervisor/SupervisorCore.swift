@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Prometheus
+import UnderstudyFrontend
 import UnderstudyJournal
 import UnderstudyJournalPostgres
 import UnderstudyPrediction
@@ -109,11 +110,11 @@ package final class SupervisorCore: @unchecked Sendable {
     /// The admin API (nil with `--admin off`, or when the supervisor was given none to attach). Set while the core is
     /// made, never after, so ``stopAdmin()`` may read it from the lifecycle task.
     private var admin: (any SupervisorAdmin)?
-    /// The HTTP front-end, when the service declared HTTP in its greeting.
-    private var httpFrontend: HTTPFrontend?
+    /// The client front-end (RESP, or HTTP/1.1 when the service declared HTTP in its greeting), chosen when the
+    /// listeners start.
+    private var frontend: (any ClientFrontend)?
     /// The TLS client listener (SupervisorCore+TLS.swift).
     var tlsListener: (any Channel)?
-    var nextClientID: Int64 = 1
     /// Where this process's client connections begin in the journal (shared by every RESP connection).
     let connections = ConnectionEpoch()
     /// Active and standby over a PostgreSQL journal (nil with the file journal: always active).
@@ -234,7 +235,10 @@ package final class SupervisorCore: @unchecked Sendable {
         // The front-end follows the service's greeting: HTTP/1.1 when it declares HTTP, RESP otherwise — on the
         // plain and the TLS listener alike.
         if pipeline.primary?.hello?.http != nil {
-            httpFrontend = HTTPFrontend(pipeline: pipeline, configuration: configuration.http, access: configuration.access)
+            frontend = HTTPFrontend(pipeline: pipeline, configuration: configuration.http, access: configuration.access)
+        } else {
+            frontend = RESPFrontend(
+                pipeline: pipeline, limits: configuration.limits, access: configuration.access, connections: connections)
         }
         guard configuration.plainText else { return loop.makeSucceededVoidFuture() }
         return ServerBootstrap(group: loop)
@@ -258,16 +262,8 @@ package final class SupervisorCore: @unchecked Sendable {
     /// Adds a client connection's handlers after whatever is already there (TLS): the intake throttle and the
     /// service's front-end — HTTP/1.1 when it declared HTTP, RESP otherwise.
     func initializeClientChannel(_ channel: any Channel) throws {
-        if let http = httpFrontend { return try http.initialize(channel) }
-        let limits = configuration.limits
-        nextClientID += 1
-        let handler = RESPConnectionHandler(
-            pipeline: pipeline, clientID: nextClientID, maximumInputBytes: limits.maximumInputBytes,
-            access: configuration.access, connections: connections)
-        let sync = channel.pipeline.syncOperations
-        try sync.addHandler(IntakeThrottleHandler(throttle: pipeline.intakeThrottle, connection: handler))
-        try sync.addHandler(ByteToMessageHandler(RESPCommandDecoder(limits: limits) { [unowned handler] in handler.deliver($0) }))
-        try sync.addHandler(handler)
+        guard let frontend else { throw SupervisorError(.bindFailed, "a client connected before the front-end was chosen") }
+        try frontend.initialize(channel)
     }
 
     func readyInfo() async throws -> ReadyInfo {
@@ -302,7 +298,7 @@ package final class SupervisorCore: @unchecked Sendable {
         prediction.stop()
         let closed = listener?.close() ?? loop.makeSucceededVoidFuture()
         listener = nil
-        httpFrontend?.shutdown()
+        frontend?.shutdown()
         let closedTLS = tlsListener?.close() ?? loop.makeSucceededVoidFuture()
         tlsListener = nil
         return closed.recover { _ in }.and(closedTLS.recover { _ in }).flatMap { _ in self.pipeline.shutdown() }

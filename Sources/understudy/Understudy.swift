@@ -4,6 +4,7 @@ import KVStore
 import Ledger
 import UnderstudyAdmin
 import UnderstudyDemo
+import UnderstudyFrontend
 import UnderstudyKit
 import Logging
 import ServiceLifecycle

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import UnderstudyAdmin
 import UnderstudyDemo
+import UnderstudyFrontend
 import UnderstudyJournal
 import UnderstudyWire
 

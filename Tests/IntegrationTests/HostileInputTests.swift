@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UnderstudyDemo
+import UnderstudyFrontend
 import UnderstudyWire
 
 @testable import UnderstudySupervisor

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import UnderstudyAdmin
 import UnderstudyDemo
+import UnderstudyFrontend
 import UnderstudySupervisor
 
 #if canImport(Glibc)

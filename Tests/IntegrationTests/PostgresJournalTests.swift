@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 import UnderstudyAdmin
 import UnderstudyDemo
+import UnderstudyFrontend
 import UnderstudySupervisor
 import UnderstudyWire
 

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import UnderstudyAdmin
 import UnderstudyDemo
+import UnderstudyFrontend
 import UnderstudySupervisor
 
 #if canImport(Glibc)

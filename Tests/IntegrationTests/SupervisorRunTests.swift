@@ -3,6 +3,7 @@ import Logging
 import Synchronization
 import Testing
 import UnderstudyDemo
+import UnderstudyFrontend
 import UnderstudyJournal
 import UnderstudySupervisor
 import UnderstudyWire

@@ -5,6 +5,7 @@ import NIOCore
 import NIOEmbedded
 import NIOPosix
 import Testing
+@testable import UnderstudyFrontend
 import UnderstudyJournal
 import UnderstudyWire
 

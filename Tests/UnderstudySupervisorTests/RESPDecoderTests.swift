@@ -1,5 +1,6 @@
 import NIOCore
 import Testing
+@testable import UnderstudyFrontend
 import UnderstudyWire
 
 @testable import UnderstudySupervisor

@@ -1,3 +1,5 @@
+import UnderstudyFrontend
+
 /// How fast a worker applies inputs while it has work: what turns a backlog (inputs) into a lag (time).
 ///
 /// Sampled at most every ``minimumInterval`` nanoseconds; a sample counts only when the worker had a backlog at

@@ -4,16 +4,10 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import UnderstudyFrontend
 import UnderstudyJournal
 import UnderstudyPrediction
 import UnderstudyWire
-
-/// Where a request's reply goes once it may be released (called on the core event loop).
-typealias ReplySink = ([UInt8]) -> Void
-
-/// Told a request's sequence number when the service holds its reply back (a blocked command), so that a client
-/// that goes away can give up waiting (called on the core event loop).
-typealias PendingSink = (UInt64) -> Void
 
 /// A client waiting for a reply the service held back.
 struct DeferredWaiter {
@@ -21,52 +15,6 @@ struct DeferredWaiter {
     var sink: ReplySink
     var enqueuedAt: NIODeadline
     var command: String
-}
-
-/// Why the supervisor itself answers a request (the service never saw it, or it was quarantined).
-enum PipelineFailure: Sendable, Equatable {
-    /// The supervisor is stopping.
-    case shuttingDown
-    /// Intake is paused and the hold queue is full.
-    case busy
-    /// The journal could not take the input (the message says why); nothing was applied.
-    case journal(String)
-    /// The input made an instance trap, exit or pass the deadline; it is never applied again.
-    case quarantined(sequence: UInt64, reason: String)
-    /// The primary role was given up.
-    case unavailable(String)
-    /// This supervisor is a standby (or was just taken over): another supervisor holds the journal.
-    case readOnly
-
-    /// The message, protocol-neutral.
-    var message: String {
-        switch self {
-        case .shuttingDown: return "the server is shutting down"
-        case .busy: return "intake is paused (swap or failover in progress) and the hold queue is full; retry"
-        case .journal(let why): return "journal write failed: \(why); the request was not applied"
-        case .quarantined(let seq, let reason): return "request quarantined: \(reason) (sequence \(seq))"
-        case .unavailable(let why): return "service unavailable: the primary was given up after repeated failures to start (\(why))"
-        case .readOnly: return "You can't write against a standby supervisor"
-        }
-    }
-
-    /// The reply a Redis-protocol client gets.
-    var respBytes: [UInt8] {
-        switch self {
-        case .busy: return RESPValue.errorBytes("BUSY " + message)
-        case .readOnly: return RESPValue.errorBytes("READONLY " + message)
-        default: return RESPValue.errorBytes("ERR " + message)
-        }
-    }
-}
-
-/// Formats the supervisor's own replies in a front-end's protocol, by input tag (RESP unless a front-end
-/// registered another formatter for its tag).
-typealias FailureFormatter = (PipelineFailure) -> [UInt8]
-
-/// Something that wants to be flushed once per event-loop turn (a client connection).
-protocol Flushable: AnyObject {
-    func flushNow()
 }
 
 /// Settings of the request path.
@@ -142,7 +90,7 @@ public struct PipelineConfiguration: Sendable {
 /// so the hot path takes no locks and makes no actor hops.
 // Safety of @unchecked Sendable: every mutable property is touched only on `loop` (NIO handlers,
 // scheduled tasks and `loop.submit` from the admin side all run there).
-final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
+final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Sendable {
     typealias Entry = InputLog.Entry
 
     struct HeldInput {
@@ -174,6 +122,8 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
             loop: loop, configuration: configuration, serviceBinary: serviceBinary, owner: self, logger: logger)
         // Strong on purpose: both live as long as the supervisor.
         manager.bootstrap = { self.bootstrap($0) }
+        // An HTTP service's declared routes name its requests' command classes (comparisons, the deploy gate).
+        manager.primaryChanged = { self.metrics.classifier.httpRoutes.learn($0?.hello?.http) }
         return manager
     }()
     /// The instance whose replies go to clients.
@@ -527,7 +477,7 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     ///   - payload: The input's bytes.
     ///   - onPending: Told the input's sequence number if the service holds its reply back (a blocked command).
     ///   - sink: Where the reply goes (a held-back reply too, when it comes).
-    func submit(tag: UInt8, payload: [UInt8], onPending: PendingSink? = nil, sink: ReplySink?) {
+    func submit(tag: UInt8, payload: [UInt8], onPending: PendingSink?, sink: ReplySink?) {
         if followsJournal {
             sink?(failureReply(tag, .readOnly))
             return
@@ -969,7 +919,13 @@ final class RequestPipeline: WorkerInstanceOwner, @unchecked Sendable {
     }
 
     /// Formatters of the supervisor's own replies per input tag, registered by front-ends (RESP is the default).
-    var failureFormatters: [UInt8: FailureFormatter] = [:]
+    private var failureFormatters: [UInt8: FailureFormatter] = [:]
+
+    func registerFailureFormatter(tag: UInt8, _ formatter: @escaping FailureFormatter) {
+        failureFormatters[tag] = formatter
+    }
+
+    var serviceHello: Hello? { primary?.hello }
 
     /// The supervisor's own reply to an input of `tag`, in its front-end's protocol.
     func failureReply(_ tag: UInt8, _ failure: PipelineFailure) -> [UInt8] {

@@ -1,4 +1,5 @@
 import NIOCore
+import UnderstudyFrontend
 import UnderstudyPrediction
 import UnderstudyWire
 

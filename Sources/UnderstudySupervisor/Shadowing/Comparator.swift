@@ -1,4 +1,5 @@
 import Foundation
+import UnderstudyFrontend
 import UnderstudyWire
 
 /// One observed difference between an instance and the primary.

@@ -1,3 +1,4 @@
+import UnderstudyFrontend
 import UnderstudyWire
 
 /// The comparison rules for HTTP replies: status, headers (less the ignored ones and the framing headers) and body,

@@ -101,7 +101,11 @@ final class ShadowInstanceManager {
     var serviceEnvironment: [String: String] = [:]
 
     /// The instance whose replies go to clients.
-    private(set) var primary: WorkerInstance?
+    private(set) var primary: WorkerInstance? {
+        didSet { if primary !== oldValue { primaryChanged(primary) } }
+    }
+    /// Told each new primary (nil: none), once its greeting is known.
+    var primaryChanged: (WorkerInstance?) -> Void = { _ in }
     /// Every other instance being fed: shadows, candidates, the previous primary in probation.
     private(set) var standbys: [WorkerInstance] = []
     private var nextInstanceID: UInt32 = 1

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import UnderstudyFrontend
 import UnderstudyWire
 
 /// Runs a user's test command against a temporary loopback RESP listener that serves a fork of the

@@ -43,8 +43,8 @@ public struct HTTPFrontendConfiguration: Sendable {
 /// replies as HTTP, and closes connections gracefully on shutdown.
 ///
 /// Loop-bound: used only on the core event loop.
-final class HTTPFrontend {
-    let pipeline: RequestPipeline
+package final class HTTPFrontend: ClientFrontend {
+    let pipeline: any RequestIntake
     let configuration: HTTPFrontendConfiguration
     private var connections: [ObjectIdentifier: HTTPConnectionHandler] = [:]
     private(set) var stopping = false
@@ -53,24 +53,18 @@ final class HTTPFrontend {
     /// Who may make requests (HTTP Basic or Bearer credentials, checked before anything is journaled).
     let access: AccessControl
 
-    init(pipeline: RequestPipeline, configuration: HTTPFrontendConfiguration, access: AccessControl = .open) {
+    package init(pipeline: any RequestIntake, configuration: HTTPFrontendConfiguration, access: AccessControl = .open) {
         self.access = access
         self.pipeline = pipeline
         self.configuration = configuration
-        pipeline.failureFormatters[InputTag.http] = Self.failureResponse
-        learnDeclaration()
+        pipeline.registerFailureFormatter(tag: InputTag.http, Self.failureResponse)
     }
 
     /// The primary's declaration (it may change with a deploy).
-    var declaration: HTTPServiceDeclaration { pipeline.primary?.hello?.http ?? HTTPServiceDeclaration() }
-
-    private func learnDeclaration() {
-        pipeline.metrics.classifier.httpRoutes.learn(declaration)
-    }
+    var declaration: HTTPServiceDeclaration { pipeline.serviceHello?.http ?? HTTPServiceDeclaration() }
 
     /// Adds the HTTP handlers to a new client channel.
-    func initialize(_ channel: any Channel) throws {
-        learnDeclaration()
+    package func initialize(_ channel: any Channel) throws {
         nextClientID += 1
         var limits = NIOHTTPDecoderLimitConfiguration()
         limits.maxHeaderFieldCount = configuration.maximumHeaderCount
@@ -95,7 +89,7 @@ final class HTTPFrontend {
 
     /// Graceful close: idle connections close now; busy ones after their outstanding responses (which carry
     /// `connection: close`).
-    func shutdown() {
+    package func shutdown() {
         stopping = true
         for c in Array(connections.values) { c.closeGracefully() }
     }
@@ -148,7 +142,7 @@ final class HTTPFrontend {
     }
 
     /// Headers the front-end owns: a service's values for them are dropped.
-    static func isFramingHeader(_ lowerName: String) -> Bool {
+    package static func isFramingHeader(_ lowerName: String) -> Bool {
         switch lowerName {
         case "content-length", "transfer-encoding", "connection", "keep-alive", "date", "upgrade": return true
         default: return false

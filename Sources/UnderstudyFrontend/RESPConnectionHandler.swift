@@ -11,7 +11,8 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledCo
     typealias InboundIn = RESPInput
     typealias OutboundOut = ByteBuffer
 
-    let pipeline: RequestPipeline
+    /// Where commands go to be journaled and applied: the request path.
+    let pipeline: any RequestIntake
     let clientID: Int64
     /// The largest journaled input: a command or a whole MULTI/EXEC transaction (``RESPLimits/maximumInputBytes``).
     let maximumInputBytes: Int
@@ -70,7 +71,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledCo
     ///   - commandTable: The service's declared commands (default: the primary's, asked each time it is needed,
     ///     since a swap may change the primary).
     init(
-        pipeline: RequestPipeline, clientID: Int64, maximumInputBytes: Int = UnderstudyLimits.maxInputBytes,
+        pipeline: any RequestIntake, clientID: Int64, maximumInputBytes: Int = UnderstudyLimits.maxInputBytes,
         access: AccessControl = .open, connections: ConnectionEpoch? = nil,
         commandTable: (() -> CommandTable?)? = nil
     ) {
@@ -79,7 +80,7 @@ final class RESPConnectionHandler: ChannelInboundHandler, Flushable, ThrottledCo
         self.maximumInputBytes = maximumInputBytes
         self.access = access
         self.connections = connections ?? ConnectionEpoch()
-        self.commandTable = commandTable ?? { pipeline.primary?.hello?.commands }
+        self.commandTable = commandTable ?? { pipeline.serviceHello?.commands }
         self.user = access.initialUser
         self.unrestricted = access.initialUser?.allowsEverything ?? false
     }

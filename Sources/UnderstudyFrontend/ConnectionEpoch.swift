@@ -10,17 +10,17 @@ import UnderstudyWire
 /// process whose clients never WATCH journals nothing.
 ///
 /// Confined to the core event loop, like the connection handlers that share it.
-final class ConnectionEpoch {
+package final class ConnectionEpoch {
     private var begun = false
     /// The command table of the last primary a connection asked about (kept for the moments without a primary).
-    var lastCommands: CommandTable?
+    package var lastCommands: CommandTable?
 
     /// Creates the marker of one supervisor process (or of one test's connection).
-    init() {}
+    package init() {}
 
     /// Journals the reset once, before this process's first connection-scoped input.
     /// - Parameter pipeline: The pipeline the connection-scoped input is about to go through.
-    func begin(_ pipeline: RequestPipeline) {
+    package func begin(_ pipeline: any RequestIntake) {
         // A standby supervisor journals nothing; its reset comes when it takes over.
         guard !begun, !pipeline.followsJournal else { return }
         begun = true

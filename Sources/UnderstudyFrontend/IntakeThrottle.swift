@@ -1,7 +1,7 @@
 import NIOCore
 
 /// A client connection as the intake throttle sees it.
-protocol ThrottledConnection: AnyObject {
+package protocol ThrottledConnection: AnyObject {
     /// Requests this connection sent that are not answered yet.
     var unansweredRequests: Int { get }
 }
@@ -17,22 +17,24 @@ protocol ThrottledConnection: AnyObject {
 ///
 /// Loop-bound: changed and consulted only on the core event loop (``IntakeThrottleHandler`` runs on the client
 /// channels, which live on that loop).
-final class IntakeThrottle {
-    enum Level: Int, Comparable, Sendable {
+package final class IntakeThrottle {
+    package enum Level: Int, Comparable, Sendable {
         case open, pipelinesHeld, closed
-        static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
+        package static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
     }
 
     /// How much intake is held now.
-    private(set) var level = Level.open
+    package private(set) var level = Level.open
     /// Reads are being held (at either level).
-    var engaged: Bool { level != .open }
+    package var engaged: Bool { level != .open }
     /// How many times intake was throttled (moved from open to a held level).
-    private(set) var engagements = 0
+    package private(set) var engagements = 0
     private var held: [ObjectIdentifier: (context: ChannelHandlerContext, connection: any ThrottledConnection)] = [:]
 
+    package init() {}
+
     /// Holds reads at `newLevel`; reads held for a reason that no longer applies resume.
-    func set(_ newLevel: Level) {
+    package func set(_ newLevel: Level) {
         guard newLevel != level else { return }
         if level == .open { engagements += 1 }
         let lowered = newLevel < level
@@ -60,7 +62,7 @@ final class IntakeThrottle {
     }
 
     /// How many connections wait to be read.
-    var heldConnections: Int { held.count }
+    package var heldConnections: Int { held.count }
 
     fileprivate func hold(_ context: ChannelHandlerContext, _ connection: any ThrottledConnection) {
         held[ObjectIdentifier(connection)] = (context, connection)
