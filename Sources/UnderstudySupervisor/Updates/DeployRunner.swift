@@ -341,44 +341,52 @@ final class DeployRunner {
             promise.succeed("skipped: intake is paused")
             return promise.futureResult
         }
-        let deadline = NIODeadline.now() + .seconds(60)
-        func check() {
+        // Both answers come with their results: the waits end when each instance has applied the checkpoint (its
+        // observer has run by then), or at once when one of them dies, or at the deadline. No polling.
+        let answered = pipeline.waitUntilApplied(primary, seq, timeout: .seconds(60))
+            .and(pipeline.waitUntilApplied(c, seq, timeout: .seconds(60)))
+        answered.assumeIsolated().whenComplete { result in
+            self.pipeline.checkpointObservers[seq] = nil
             if case .dead(let why) = c.phase {
-                promise.fail(reject("the candidate died during the state check: \(why)"))
+                promise.fail(self.reject("the candidate died during the state check: \(why)"))
                 return
             }
-            guard let p = replies[primary.id], let r = replies[c.id] else {
-                if NIODeadline.now() > deadline {
-                    promise.fail(reject("the state checkpoint at sequence \(seq) was not answered in time"))
-                } else {
-                    loop.assumeIsolated().scheduleTask(in: .milliseconds(20)) { check() }
-                }
+            guard case .success = result, let p = replies[primary.id], let r = replies[c.id] else {
+                let why: String
+                if case .failure(let error) = result { why = "\(error)" } else { why = "an instance applied it without answering" }
+                promise.fail(self.reject("the state checkpoint at sequence \(seq) was not answered (\(why))"))
                 return
             }
-            pipeline.checkpointObservers[seq] = nil
-            guard !r.isEmpty else {
-                promise.succeed("skipped: the candidate's schema differs and it has no downgrade to compare through")
-                return
-            }
-            guard let pd = try? DigestReport(encoded: p), let cd = try? DigestReport(encoded: r) else {
-                promise.fail(reject("undecodable checkpoint digests"))
-                return
-            }
-            let mismatched = pd.mismatchedBuckets(against: cd)
-            let how = c.hello?.schemaVersion == reference ? "digest" : "downgraded digest"
-            if mismatched.isEmpty {
-                promise.succeed("\(how) equals the primary's at sequence \(seq) (\(pd.entryCount) entries)")
-            } else {
-                comparator.record(Discrepancy(
-                    sequence: seq, instance: c.id, role: c.role.rawValue, version: c.version, kind: .state,
-                    command: "CHECKPOINT", request: "state checkpoint", primary: "\(pd.entryCount) entries",
-                    other: "\(cd.entryCount) entries, \(mismatched.count) buckets differ", keys: [],
-                    timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
-                promise.fail(reject("state drift: the candidate's \(how) differs from the primary's at sequence \(seq) in \(mismatched.count) of \(pd.buckets.count) buckets (primary \(pd.entryCount) entries, candidate \(cd.entryCount))"))
-            }
+            self.compareCheckpoint(seq, primary: p, candidate: r, c, reference: reference, promise: promise)
         }
-        check()
         return promise.futureResult
+    }
+
+    /// Judges the two digests of a state checkpoint.
+    private func compareCheckpoint(
+        _ seq: UInt64, primary p: [UInt8], candidate r: [UInt8], _ c: WorkerInstance, reference: UInt32,
+        promise: EventLoopPromise<String>
+    ) {
+        guard !r.isEmpty else {
+            promise.succeed("skipped: the candidate's schema differs and it has no downgrade to compare through")
+            return
+        }
+        guard let pd = try? DigestReport(encoded: p), let cd = try? DigestReport(encoded: r) else {
+            promise.fail(reject("undecodable checkpoint digests"))
+            return
+        }
+        let mismatched = pd.mismatchedBuckets(against: cd)
+        let how = c.hello?.schemaVersion == reference ? "digest" : "downgraded digest"
+        if mismatched.isEmpty {
+            promise.succeed("\(how) equals the primary's at sequence \(seq) (\(pd.entryCount) entries)")
+        } else {
+            comparator.record(Discrepancy(
+                sequence: seq, instance: c.id, role: c.role.rawValue, version: c.version, kind: .state,
+                command: "CHECKPOINT", request: "state checkpoint", primary: "\(pd.entryCount) entries",
+                other: "\(cd.entryCount) entries, \(mismatched.count) buckets differ", keys: [],
+                timeMillis: Int64(Date().timeIntervalSince1970 * 1000)))
+            promise.fail(reject("state drift: the candidate's \(how) differs from the primary's at sequence \(seq) in \(mismatched.count) of \(pd.buckets.count) buckets (primary \(pd.entryCount) entries, candidate \(cd.entryCount))"))
+        }
     }
 
     /// The live differential comparison, with the shadow's disagreements as the noise floor.
