@@ -161,6 +161,42 @@ extension EndToEnd {
             #expect(await s.stop() == 0)
         }
 
+        @Test("the primary SIGKILLed during the recovery replay: its successor finishes the recovery with every write (the supervisor used to overflow its stack)")
+        func primaryKilledDuringRecoveryReplay() async throws {
+            let dir = try TempDirectory("recovery-kill")
+            defer { dir.remove() }
+            let data = dir.path + "/data"
+            // Every input takes ~2 ms in the slow mode, so the replay of `writes` records lasts seconds.
+            let writes = 2500
+            let flags = ["--fsync", "always", "--env", "UNDERSTUDY_KV_BROKEN=slow", "--arg=--i-know-this-is-broken"]
+            let first = try await SupervisorProcess.start(service: Binaries.kv2, dataDirectory: data, arguments: flags)
+            defer { first.cleanup() }
+            let client = try first.client(timeoutSeconds: 60)
+            for batch in stride(from: 0, to: writes, by: 100) {
+                let replies = try client.pipeline(Array(repeating: ["INCR", "n"], count: min(100, writes - batch)))
+                #expect(replies.last == .integer(Int64(batch + replies.count)))
+            }
+            // No final snapshot: the next start replays every write.
+            await first.kill9()
+
+            let child = try SupervisorProcess.startChild(service: Binaries.kv2, dataDirectory: data, arguments: flags)
+            var replaying: Int32?
+            let started = await eventually(timeout: 30, every: 0.01) {
+                replaying = childPids(of: child.pid).first(where: isWorker)
+                return replaying != nil
+            }
+            let primary = try #require(replaying, "no worker started: \(started)")
+            // Well inside the replay (it needs ≥ 5 s at 2 ms an input).
+            try await Task.sleep(for: .milliseconds(1500))
+            #expect(kill(primary, SIGKILL) == 0)
+            let second = try await SupervisorProcess.awaitReady(child, dataDirectory: data)
+            defer { second.cleanup() }
+            #expect(second.stderr.contains("instance died"), "the kill did not land during the recovery")
+            #expect(try second.client().call("GET", "n") == .bulk(Array("\(writes)".utf8)))
+            #expect(try second.primary().map { $0.pid != primary } == true)
+            #expect(await second.stop() == 0)
+        }
+
         @Test("--fsync everysec: 20 SIGKILLs of the supervisor under INCR load lose no acknowledged write")
         func everysecKills() async throws {
             let dir = try TempDirectory("everysec-kills")

@@ -201,6 +201,11 @@ final class SupervisorProcess: @unchecked Sendable {
     static func start(service: String = Binaries.kv1, dataDirectory: String, arguments: [String] = [],
                       name: String = "supervisor") async throws -> SupervisorProcess {
         let child = try startChild(service: service, dataDirectory: dataDirectory, arguments: arguments, name: name)
+        return try await awaitReady(child, dataDirectory: dataDirectory)
+    }
+
+    /// Waits for the ready line of a supervisor started with ``startChild(service:dataDirectory:arguments:name:)``.
+    static func awaitReady(_ child: ChildProcess, dataDirectory: String) async throws -> SupervisorProcess {
         let deadline = Date().addingTimeInterval(90)
         while Date() < deadline {
             if let line = child.stdout.split(separator: "\n").first(where: { $0.hasPrefix("understudy ready:") }) {

@@ -123,7 +123,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
         // Strong on purpose: both live as long as the supervisor.
         manager.bootstrap = { self.bootstrap($0) }
         // An HTTP service's declared routes name its requests' command classes (comparisons, the deploy gate).
-        manager.primaryChanged = { self.metrics.classifier.httpRoutes.learn($0?.hello?.http) }
+        manager.primaryChanged = { self.primaryChanged($0) }
         return manager
     }()
     /// The instance whose replies go to clients.
@@ -287,17 +287,42 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
     /// Completes when the primary has replayed the journal through `target`. A primary that dies of an input
     /// during the replay has it quarantined and is replaced; the wait goes on with its successor.
     private func waitForRecovery(_ target: UInt64) -> EventLoopFuture<Void> {
-        guard let primary else {
+        // A primary that just died is still in the roster until its death is handled: waiting on it again would
+        // fail at once, and recurse until the stack overflowed. Its successor is awaited instead.
+        guard let primary, !primary.isDead else {
             if instances.primaryRestarts.givenUp {
                 return loop.makeFailedFuture(SupervisorError(.workerExited, "the primary was given up during recovery: \(givenUpReason ?? "too many restarts")"))
             }
-            // A failover is starting the next primary.
-            return loop.scheduleTask(in: .milliseconds(20)) {}.futureResult.flatMap { self.waitForRecovery(target) }
+            if stopping { return loop.makeFailedFuture(SupervisorError(.workerFailed, "the supervisor stopped during recovery")) }
+            // A failover is starting the next primary: wait for it (or for the role to be given up, or a stop).
+            return nextPrimary().flatMap { self.waitForRecovery(target) }
         }
         return waitUntilApplied(primary, target, timeout: .minutes(30)).flatMapError { error in
             guard primary.isDead, !self.stopping, !self.instances.primaryRestarts.givenUp else { return self.loop.makeFailedFuture(error) }
             return self.waitForRecovery(target)
         }
+    }
+
+    /// Waits for the next primary while a failover starts one. Completed by ``primaryChanged(_:)``; every wait ends
+    /// when the role is given up or the supervisor stops (the caller then looks at why).
+    private func nextPrimary() -> EventLoopFuture<Void> {
+        let promise = loop.makePromise(of: Void.self)
+        primaryWaiters.append(promise)
+        return promise.futureResult
+    }
+
+    private func endPrimaryWaits() {
+        let waiters = primaryWaiters
+        primaryWaiters = []
+        for w in waiters { w.succeed() }
+    }
+
+    /// A new primary (nil: none for now). An HTTP service's declared routes name its requests' command classes
+    /// (comparisons, the deploy gate).
+    private func primaryChanged(_ instance: WorkerInstance?) {
+        guard let instance else { return }
+        metrics.classifier.httpRoutes.learn(instance.hello?.http)
+        endPrimaryWaits()
     }
 
     /// Rebuilds the quarantine set from the journal's quarantine records (the file beside it may lack the last
@@ -442,6 +467,8 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
         }
     }
     private var appliedWaiters: [AppliedWaiter] = []
+    /// Waits for the next primary (``nextPrimary()``).
+    private var primaryWaiters: [EventLoopPromise<Void>] = []
     private var nextWaiterID: UInt64 = 1
 
     /// Completes the waits `instance` satisfied.
@@ -1044,6 +1071,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
         }
         // Blocked clients would wait for a primary that is not coming.
         failDeferredWaiters(.unavailable(reason))
+        endPrimaryWaits()
     }
 
     /// Makes `target` the primary: its replies for requests the old primary never answered are used.
@@ -1208,6 +1236,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
         for t in timers { t.cancel() }
         timers = []
         while let h = held.popFirst() { h.sink?(failureReply(h.tag, .shuttingDown)) }
+        endPrimaryWaits()
         let drained: EventLoopFuture<Void>
         if let primary {
             drained = waitUntilApplied(primary, lastSequence, timeout: .seconds(10)).flatMap {
