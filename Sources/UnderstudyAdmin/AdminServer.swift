@@ -2,25 +2,32 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 import UnderstudySupervisor
 
 /// The admin API (Hummingbird) on loopback: status, discrepancies, swaps, predictions, metrics,
 /// the dashboard, and the state-changing `POST /swap`, `/rollback`, `/deploy`. Every request but the dashboard's
 /// page needs the bearer token (``AdminAuthMiddleware``).
-// Safety of @unchecked Sendable: `boundAddress` is written once on the core loop before `start`'s
-// future completes and only read on that loop afterwards; the rest is immutable.
-package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
-    let core: SupervisorCore
+package final class AdminServer: SupervisorAdmin {
+    /// The core, reached only inside closures that run on its loop (``onCore(_:)``, ``onCoreFuture(_:)``).
+    let core: NIOLoopBound<SupervisorCore>
+    let loop: any EventLoop
+    let logger: Logger
     /// The bearer token, from the data directory (made at the first start).
     let token: String
-    package private(set) var boundAddress: ListenAddress?
-    private var task: Task<Void, any Error>?
+    /// What `start` learns and `stop` ends: the address served on and the server's task.
+    private let running = Mutex<(address: ListenAddress?, task: Task<Void, any Error>?)>((nil, nil))
+
+    package var boundAddress: ListenAddress? { running.withLock { $0.address } }
 
     /// Makes the admin API of a core, reading its token (or making one) in the data directory.
     ///
     /// - Throws: ``SupervisorError`` when the token cannot be read or written (``AdminToken``).
+    /// Runs on the core's loop, like the factory that calls it.
     package init(core: SupervisorCore) throws {
-        self.core = core
+        self.core = NIOLoopBound(core, eventLoop: core.loop)
+        self.loop = core.loop
+        self.logger = core.logger
         self.token = try AdminToken.loadOrCreate(dataDirectory: core.configuration.dataDirectory)
     }
 
@@ -60,11 +67,11 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
     }
 
     func onCore<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await core.loop.submit(body).get()
+        try await loop.submit(body).get()
     }
 
     func onCoreFuture<T: Sendable>(_ body: @escaping @Sendable () -> EventLoopFuture<T>) async throws -> T {
-        try await core.loop.flatSubmit(body).get()
+        try await loop.flatSubmit(body).get()
     }
 
     func makeRouter() -> Router<BasicRequestContext> {
@@ -77,40 +84,40 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
                 body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
         }
         router.get("/status") { _, _ in
-            Self.json(try await self.onCore { core.status() })
+            Self.json(try await self.onCore { core.value.status() })
         }
         router.get("/discrepancies") { request, _ in
             let limit = request.uri.queryParameters.get("limit", as: Int.self) ?? 100
             return Self.json(try await self.onCore {
-                let (total, recent) = core.discrepancies(limit: limit)
+                let (total, recent) = core.value.discrepancies(limit: limit)
                 return DiscrepancyList(total: total, recent: recent)
             })
         }
         router.get("/quarantine") { _, _ in
-            Self.json(try await self.onCore { core.quarantined })
+            Self.json(try await self.onCore { core.value.quarantined })
         }
         router.get("/health") { _, _ in
-            let report = try await self.onCore { core.health() }
+            let report = try await self.onCore { core.value.health() }
             return Self.json(report, status: report.healthy ? .ok : .serviceUnavailable)
         }
         router.get("/swaps") { _, _ in
-            Self.json(try await self.onCore { core.swapHistory })
+            Self.json(try await self.onCore { core.value.swapHistory })
         }
         router.get("/predictions") { _, _ in
-            Self.json(try await self.onCore { core.predictions() })
+            Self.json(try await self.onCore { core.value.predictions() })
         }
         router.get("/deploys") { _, _ in
-            Self.json(try await self.onCore { core.deployReports })
+            Self.json(try await self.onCore { core.value.deployReports })
         }
         router.get("/deploys/:id") { _, context in
             guard let id = context.parameters.get("id", as: Int.self) else { return Self.error(.badRequest, "bad deploy id") }
-            guard let report = try await self.onCore({ core.deployReport(id) }) else {
+            guard let report = try await self.onCore({ core.value.deployReport(id) }) else {
                 return Self.error(.notFound, "no deploy \(id)")
             }
             return Self.json(report)
         }
         router.get("/metrics") { _, _ in
-            let text = try await self.onCore { core.metricsText() }
+            let text = try await self.onCore { core.value.metricsText() }
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(bytes: text)))
@@ -118,7 +125,7 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
         router.post("/swap") { request, _ in
             guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
             do {
-                return Self.json(try await self.onCoreFuture { core.swapToShadow() })
+                return Self.json(try await self.onCoreFuture { core.value.swapToShadow() })
             } catch {
                 return Self.error(.conflict, "\(error)")
             }
@@ -126,7 +133,7 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
         router.post("/rollback") { request, _ in
             guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
             do {
-                return Self.json(try await self.onCoreFuture { core.rollback() })
+                return Self.json(try await self.onCoreFuture { core.value.rollback() })
             } catch {
                 return Self.error(.conflict, "\(error)")
             }
@@ -134,7 +141,7 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
         router.post("/snapshot") { request, _ in
             guard self.authorized(request) else { return Self.error(.unauthorized, "missing or wrong bearer token") }
             do {
-                let seq = try await self.onCoreFuture { core.takeSnapshot() }
+                let seq = try await self.onCoreFuture { core.value.takeSnapshot() }
                 return Self.json(["sequence": seq])
             } catch {
                 return Self.error(.conflict, "\(error)")
@@ -149,7 +156,7 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
                 return Self.error(.badRequest, "the body must be JSON like {\"binary\": \"/path/to/new-worker\"}: \(error)")
             }
             do {
-                let id = try await self.onCore { try core.startDeploy(deploy) }
+                let id = try await self.onCore { try core.value.startDeploy(deploy) }
                 return Self.json(["id": id], status: .accepted)
             } catch {
                 return Self.error(.conflict, "\(error)")
@@ -160,9 +167,9 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
 
     /// Binds and starts serving; completes on the core loop once the port is known.
     package func start(address: ListenAddress) -> EventLoopFuture<Void> {
-        let promise = core.loop.makePromise(of: Void.self)
-        let loop = core.loop
-        var logger = core.logger
+        let promise = loop.makePromise(of: Void.self)
+        let loop = self.loop
+        var logger = self.logger
         // Hummingbird logs an error for connections cancelled at shutdown; that is expected here.
         logger.logLevel = .critical
         let app = Application(
@@ -170,13 +177,11 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
             configuration: .init(address: .hostname(address.host, port: address.port), serverName: "understudy-admin"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? address.port
-                loop.execute {
-                    self.boundAddress = ListenAddress(host: address.host, port: port)
-                    promise.succeed(())
-                }
+                self.running.withLock { $0.address = ListenAddress(host: address.host, port: port) }
+                loop.execute { promise.succeed(()) }
             },
             logger: logger)
-        task = Task {
+        let task = Task {
             do {
                 try await app.run()
             } catch {
@@ -184,11 +189,13 @@ package final class AdminServer: SupervisorAdmin, @unchecked Sendable {
                 throw error
             }
         }
+        running.withLock { $0.task = task }
         return promise.futureResult
     }
 
     /// Stops serving: cancels the server's task and waits for it to end.
     package func stop() async throws {
+        let task = running.withLock { $0.task }
         task?.cancel()
         _ = try? await task?.value
     }

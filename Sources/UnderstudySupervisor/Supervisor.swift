@@ -296,20 +296,23 @@ public final class Supervisor: Service, Sendable {
         while true {
             let round = configuration
             let roundSetup = setup
-            let core = try await loop.submit {
-                try SupervisorCore(
+            // The core lives on its loop: this task reaches it only through the loop-bound reference, inside
+            // closures that run there.
+            let (core, admin, demotion) = try await loop.submit {
+                let core = try SupervisorCore(
                     loop: loop, journal: journal, configuration: round, threadPool: self.threadPool, logger: self.logger,
                     replication: roundSetup, admin: self.makeAdmin)
+                return (NIOLoopBound(core, eventLoop: loop), core.adminServer, core.demotion)
             }.get()
             do {
-                try await loop.flatSubmit { core.start() }.get()
+                try await loop.flatSubmit { core.value.start() }.get()
             } catch {
-                _ = try? await loop.flatSubmit { core.stop() }.get()
-                try? await core.stopAdmin()
+                _ = try? await loop.flatSubmit { core.value.stop() }.get()
+                try? await admin?.stop()
                 await shutDownThreads()
                 throw error
             }
-            let ready = try await core.readyInfo()
+            let ready = try await loop.submit { core.value.readyInfo() }.get()
             if !announced {
                 onReady(ready)
                 announced = true
@@ -319,12 +322,14 @@ public final class Supervisor: Service, Sendable {
             configuration.admin = ready.admin
             if let tls = ready.tls { configuration.tls?.listen = tls }
 
-            let takenOver = await shutdownOrTakeover(core, loop: loop)
+            let takenOver = await shutdownOrTakeover(core, demotion: demotion, loop: loop)
             guard takenOver, let postgres, var next = setup else {
                 logger.info("shutting down: draining, final snapshot")
-                let (wasActive, epoch) = try await loop.submit { (core.mode == .active, core.replication?.epoch ?? 0) }.get()
-                _ = try? await loop.flatSubmit { core.stop() }.get()
-                try? await core.stopAdmin()
+                let (wasActive, epoch) = try await loop.submit {
+                    (core.value.mode == .active, core.value.replication?.epoch ?? 0)
+                }.get()
+                _ = try? await loop.flatSubmit { core.value.stop() }.get()
+                try? await admin?.stop()
                 if wasActive, let postgres, epoch != 0 {
                     // Hand over at once: the standby need not wait for the lease to run out.
                     _ = try? await threadPool.runIfActive(eventLoop: loop) { try postgres.releaseLease(epoch: epoch) }.get()
@@ -333,9 +338,9 @@ public final class Supervisor: Service, Sendable {
                 return
             }
             logger.notice("restarting as a standby on the same addresses (taken over, or fallen behind the journal)")
-            next.events = try await loop.submit { core.replication?.events ?? [] }.get()
-            _ = try? await loop.flatSubmit { core.stop() }.get()
-            try? await core.stopAdmin()
+            next.events = try await loop.submit { core.value.replication?.events ?? [] }.get()
+            _ = try? await loop.flatSubmit { core.value.stop() }.get()
+            try? await admin?.stop()
             _ = try await threadPool.runIfActive(eventLoop: loop) { try postgres.demote() }.get()
             next.mode = .standby
             next.epoch = 0
@@ -375,8 +380,10 @@ public final class Supervisor: Service, Sendable {
     /// Waits for graceful shutdown or, over a PostgreSQL journal, for this supervisor to be taken over.
     ///
     /// - Returns: True when it was taken over.
-    private func shutdownOrTakeover(_ core: SupervisorCore, loop: any EventLoop) async -> Bool {
-        guard let demotion = core.demotion else {
+    private func shutdownOrTakeover(
+        _ core: NIOLoopBound<SupervisorCore>, demotion: EventLoopPromise<Bool>?, loop: any EventLoop
+    ) async -> Bool {
+        guard let demotion else {
             try? await gracefulShutdown()
             return false
         }
@@ -390,7 +397,7 @@ public final class Supervisor: Service, Sendable {
             let first = await group.next() ?? false
             group.cancelAll()
             // The other wait ends too: the promise is completed (false) if it was not.
-            loop.execute { core.finishDemotionWait() }
+            loop.execute { core.value.finishDemotionWait() }
             return first
         }
     }

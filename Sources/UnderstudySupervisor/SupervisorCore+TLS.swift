@@ -68,6 +68,7 @@ extension SupervisorCore {
         } catch {
             return loop.makeFailedFuture(error)
         }
+        let core = NIOLoopBound(self, eventLoop: loop)
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -78,13 +79,15 @@ extension SupervisorCore {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
-                    try self.initializeClientChannel(channel)
+                    try core.value.initializeClientChannel(channel)
                 }
             }
             .bind(host: tls.listen.host, port: tls.listen.port)
+            .assumeIsolated()
             .map { self.tlsListener = $0 }
             .flatMapErrorThrowing { error in
                 throw SupervisorError(.bindFailed, "cannot listen for TLS clients on \(tls.listen): \(error)")
             }
+            .nonisolated()
     }
 }

@@ -89,7 +89,7 @@ public struct ProbationStatus: Codable, Sendable {
 /// Everything that runs on the core event loop, wired together.
 // Safety of @unchecked Sendable: all mutable state lives on `loop`; callers from other threads
 // (the admin server, the lifecycle task) go through `loop.submit`/`flatSubmit`.
-package final class SupervisorCore: @unchecked Sendable {
+package final class SupervisorCore {
     /// The loop everything in the core runs on.
     package let loop: any EventLoop
     /// What the supervisor was started with.
@@ -209,7 +209,7 @@ package final class SupervisorCore: @unchecked Sendable {
         if let replication, let demotion {
             replication.onDemoted = { [unowned self] in self.completeDemotion(demotion, true) }
         }
-        return pipeline.start().flatMap {
+        return pipeline.start().assumeIsolated().flatMap {
             self.replication?.start()
             self.logger.info("recovered", metadata: [
                 "understudy.seq": "\(self.pipeline.lastSequence)",
@@ -228,7 +228,7 @@ package final class SupervisorCore: @unchecked Sendable {
                     .bindFailed, "refusing to serve the admin API on non-loopback address \(address); pass --allow-remote-admin to do so"))
             }
             return admin.start(address: address)
-        }
+        }.nonisolated()
     }
 
     private func startListener() -> EventLoopFuture<Void> {
@@ -241,6 +241,7 @@ package final class SupervisorCore: @unchecked Sendable {
                 pipeline: pipeline, limits: configuration.limits, access: configuration.access, connections: connections)
         }
         guard configuration.plainText else { return loop.makeSucceededVoidFuture() }
+        let core = NIOLoopBound(self, eventLoop: loop)
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 512)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -249,14 +250,17 @@ package final class SupervisorCore: @unchecked Sendable {
             // loader's socket cannot queue thousands of requests ahead of everyone else in one turn.
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 4096, maximum: 16384))
+            // Client channels live on the core's loop (the bootstrap's only one), where the core is bound.
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try self.initializeClientChannel(channel) }
+                channel.eventLoop.makeCompletedFuture { try core.value.initializeClientChannel(channel) }
             }
             .bind(host: configuration.listen.host, port: configuration.listen.port)
+            .assumeIsolated()
             .map { self.listener = $0 }
             .flatMapErrorThrowing { error in
                 throw SupervisorError(.bindFailed, "cannot listen on \(self.configuration.listen): \(error)")
             }
+            .nonisolated()
     }
 
     /// Adds a client connection's handlers after whatever is already there (TLS): the intake throttle and the
@@ -266,15 +270,14 @@ package final class SupervisorCore: @unchecked Sendable {
         try frontend.initialize(channel)
     }
 
-    func readyInfo() async throws -> ReadyInfo {
-        try await loop.submit {
-            let port = self.listener?.localAddress?.port ?? self.configuration.listen.port
-            return ReadyInfo(
-                listen: ListenAddress(host: self.configuration.listen.host, port: port),
-                admin: self.admin?.boundAddress, tls: self.tlsAddress, plainText: self.configuration.plainText,
-                dataDirectory: self.configuration.dataDirectory,
-                service: "\(self.pipeline.primary?.hello?.service ?? "?") \(self.pipeline.primary?.version ?? "?")")
-        }.get()
+    /// What the ready line says (on the core's loop, once started).
+    func readyInfo() -> ReadyInfo {
+        let port = listener?.localAddress?.port ?? configuration.listen.port
+        return ReadyInfo(
+            listen: ListenAddress(host: configuration.listen.host, port: port),
+            admin: admin?.boundAddress, tls: tlsAddress, plainText: configuration.plainText,
+            dataDirectory: configuration.dataDirectory,
+            service: "\(pipeline.primary?.hello?.service ?? "?") \(pipeline.primary?.version ?? "?")")
     }
 
     /// Ends a wait on ``demotion`` that no takeover will end (the supervisor stops).
@@ -301,12 +304,12 @@ package final class SupervisorCore: @unchecked Sendable {
         frontend?.shutdown()
         let closedTLS = tlsListener?.close() ?? loop.makeSucceededVoidFuture()
         tlsListener = nil
-        return closed.recover { _ in }.and(closedTLS.recover { _ in }).flatMap { _ in self.pipeline.shutdown() }
+        let pipeline = self.pipeline
+        return closed.recover { _ in }.and(closedTLS.recover { _ in }).flatMap { _ in pipeline.shutdown() }
     }
 
-    func stopAdmin() async throws {
-        try await admin?.stop()
-    }
+    /// The admin API, to be stopped after the core (it is Sendable: stopping it is asynchronous, off the loop).
+    var adminServer: (any SupervisorAdmin)? { admin }
 
     // MARK: views
 
