@@ -50,10 +50,10 @@ struct DeathReport: Sendable, Equatable {
 
 /// One worker process and its connection: spawn, handshake, frames, health, death.
 ///
-/// Confined to the supervisor's core event loop: every method runs on `loop`.
-// Safety of @unchecked Sendable: all mutable state is read and written only on `loop` (entry points
-// from NIO handlers and timers run there; public entry points assert it), so no two threads touch it.
-final class WorkerInstance: @unchecked Sendable {
+/// Confined to the supervisor's core event loop: every method runs on `loop`. It is not Sendable, so the compiler
+/// keeps it there: closures that may run elsewhere (NIO's Sendable callbacks, the process's termination handler)
+/// carry a ``NIOLoopBound`` of it, which checks the loop, and futures carry it the same way.
+final class WorkerInstance {
     enum Phase: Equatable {
         case starting
         case restoring
@@ -142,19 +142,20 @@ final class WorkerInstance: @unchecked Sendable {
         self.helloPromise = loop.makePromise()
     }
 
-    /// Starts a worker process and completes when its greeting has been accepted.
+    /// Starts a worker process and completes when its greeting has been accepted. Called on `loop`.
     static func spawn(
         id: UInt32, binary: String, arguments: [String] = [], environment: [String: String] = [:],
         role: InstanceRole, loop: any EventLoop, owner: any WorkerInstanceOwner, logger: Logger,
         handshakeTimeout: TimeAmount = .seconds(15)
-    ) -> EventLoopFuture<WorkerInstance> {
+    ) -> EventLoopFuture<NIOLoopBound<WorkerInstance>> {
         let instance = WorkerInstance(
             id: id, binary: binary, arguments: arguments, environment: environment, role: role, loop: loop,
             logger: logger)
         instance.owner = owner
+        let bound = NIOLoopBound(instance, eventLoop: loop)
         var isDirectory: ObjCBool = false
         // Every early exit fails the greeting promise too: a promise dropped unfulfilled is a fatal error in debug builds.
-        @Sendable func failEarly(_ error: SupervisorError) -> EventLoopFuture<WorkerInstance> {
+        func failEarly(_ error: SupervisorError) -> EventLoopFuture<NIOLoopBound<WorkerInstance>> {
             instance.helloPromise.fail(error)
             return loop.makeFailedFuture(error)
         }
@@ -167,14 +168,17 @@ final class WorkerInstance: @unchecked Sendable {
         }
         return ServerBootstrap(group: loop)
             .serverChannelOption(.backlog, value: 4)
+            // The worker's channel lives on `loop` (the bootstrap's only one), where the instance is bound.
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    let instance = bound.value
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WorkerFrameDecoder(instance: instance)))
                     try channel.pipeline.syncOperations.addHandler(WorkerChannelHandler(instance: instance))
                     instance.attach(channel)
                 }
             }
             .bind(unixDomainSocketPath: instance.socketPath, cleanupExistingSocketFile: true)
+            .assumeIsolated()
             .flatMapError { error -> EventLoopFuture<any Channel> in
                 let failure = SupervisorError(.workerExited, "could not listen for worker \(binary) on \(instance.socketPath): \(error)")
                 instance.helloPromise.fail(failure)
@@ -188,19 +192,20 @@ final class WorkerInstance: @unchecked Sendable {
                     instance.cleanupListener()
                     return failEarly(SupervisorError(.workerExited, "could not start worker \(binary): \(error)"))
                 }
-                let timeout = loop.scheduleTask(in: handshakeTimeout) {
+                let timeout = loop.assumeIsolated().scheduleTask(in: handshakeTimeout) {
                     instance.fail(
                         SupervisorError(.timeout, "worker \(binary) did not complete the handshake within \(handshakeTimeout.nanoseconds / 1_000_000_000) s"))
                 }
-                return instance.helloPromise.futureResult.map { _ in
+                return instance.helloPromise.futureResult.assumeIsolated().map { _ in
                     timeout.cancel()
-                    return instance
+                    return bound
                 }.flatMapErrorThrowing { error in
                     timeout.cancel()
                     instance.kill()
                     throw error
-                }
+                }.nonisolated()
             }
+            .nonisolated()
     }
 
     private func startProcess() throws {
@@ -227,11 +232,12 @@ final class WorkerInstance: @unchecked Sendable {
         // Strong on purpose (no weak reference, for the same reason as `owner`): the cycle instance → process →
         // handler → instance lasts until the worker exits, which is exactly as long as the exit must be observed;
         // processExited breaks it.
+        let bound = NIOLoopBound(self, eventLoop: loop)
         process.terminationHandler = { p in
             let status = p.terminationStatus
             let signaled = p.terminationReason == .uncaughtSignal
             loop.execute {
-                self.processExited(status: status, signaled: signaled)
+                bound.value.processExited(status: status, signaled: signaled)
             }
         }
         try process.run()
@@ -397,7 +403,7 @@ final class WorkerInstance: @unchecked Sendable {
         // takes over at once.
         if exitInfo == nil, process != nil, role != .primary || WorkerProgress.executing(path: progressPath) != nil {
             deathPending = true
-            loop.scheduleTask(in: .seconds(1)) {
+            loop.assumeIsolated().scheduleTask(in: .seconds(1)) {
                 if self.deathPending { self.tellOwnerOfDeath(addingToReason: nil) }
             }
         } else {

@@ -245,22 +245,26 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
         timers.append(loop.scheduleRepeatedTask(initialDelay: deadlineCheck, delay: deadlineCheck) { _ in
             self.instances.checkRequestDeadline()
         })
-        return loadQuarantine().flatMap {
+        return loadQuarantine().assumeIsolated().flatMap {
             self.spawnInstance(binary: self.serviceBinary, role: .primary)
-        }.flatMap { instance in
+        }.flatMap { bound in
             // One service per journal: a journal shared by supervisors (PostgreSQL) records whose it is.
+            let instance = bound.value
             let journal = self.journal
             let service = instance.hello?.service ?? "?"
             return self.threadPool.runIfActive(eventLoop: self.loop) { try journal.claim(service: service) }
+                .assumeIsolated()
                 .flatMapErrorThrowing { error in
                     instance.retire(reason: "the journal belongs to another service")
                     throw SupervisorError(.serviceMismatch, "\(error)")
                 }
-                .map { instance }
-        }.flatMap { instance in
+                .map { bound }
+                .nonisolated()
+        }.flatMap { bound in
+            let instance = bound.value
             self.instances.setPrimary(instance)
             self.comparator.addRules(instance.hello?.comparisonRules ?? [:])
-            return self.bootstrap(instance).flatMap {
+            return self.bootstrap(instance).assumeIsolated().flatMap {
                 let target = self.lastSequence
                 let from = instance.appliedSequence
                 let started = NIODeadline.now()
@@ -274,14 +278,14 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
                     self.logger.info("replaying the journal: \(done)/\(total) records, \(Int(rate)) records/s, ETA \(Int(eta.rounded())) s")
                 }
                 return self.waitForRecovery(target).always { _ in progress.cancel() }
-            }
+            }.nonisolated()
         }.map {
             self.primary?.phase = .live
             self.serving = true
             self.startTimers()
             if self.configuration.shadow { self.instances.startShadow() }
             if !self.followsJournal { for o in self.intakeOpenObservers { o() } }
-        }
+        }.nonisolated()
     }
 
     /// Completes when the primary has replayed the journal through `target`. A primary that dies of an input
@@ -297,10 +301,10 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
             // A failover is starting the next primary: wait for it (or for the role to be given up, or a stop).
             return nextPrimary().flatMap { self.waitForRecovery(target) }
         }
-        return waitUntilApplied(primary, target, timeout: .minutes(30)).flatMapError { error in
+        return waitUntilApplied(primary, target, timeout: .minutes(30)).assumeIsolated().flatMapError { error in
             guard primary.isDead, !self.stopping, !self.instances.primaryRestarts.givenUp else { return self.loop.makeFailedFuture(error) }
             return self.waitForRecovery(target)
-        }
+        }.nonisolated()
     }
 
     /// Waits for the next primary while a failover starts one. Completed by ``primaryChanged(_:)``; every wait ends
@@ -368,11 +372,11 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
 
     func spawnInstance(
         binary: String, role: InstanceRole, arguments: [String]? = nil, environment: [String: String]? = nil
-    ) -> EventLoopFuture<WorkerInstance> {
-        instances.spawn(binary: binary, role: role, arguments: arguments, environment: environment).map { instance in
-            self.blockingCommands.learn(instance.hello?.blockingCommands ?? [])
-            return instance
-        }
+    ) -> EventLoopFuture<NIOLoopBound<WorkerInstance>> {
+        instances.spawn(binary: binary, role: role, arguments: arguments, environment: environment).assumeIsolated().map { bound in
+            self.blockingCommands.learn(bound.value.hello?.blockingCommands ?? [])
+            return bound
+        }.nonisolated()
     }
 
     /// Whether the command `name` may hold its reply back (read in place: a front-end asks for every command).
@@ -391,7 +395,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
     func bootstrap(_ instance: WorkerInstance) -> EventLoopFuture<Void> {
         instance.phase = .restoring
         let journal = self.journal
-        return freshSnapshotForShadow(instance).flatMap {
+        return freshSnapshotForShadow(instance).assumeIsolated().flatMap {
             self.threadPool.runIfActive(eventLoop: self.loop) { try journal.newestSnapshot() }
         }.flatMap { snapshot in
             guard let snapshot else { return self.loop.makeSucceededFuture(0) }
@@ -410,7 +414,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
             instance.phase = .catchingUp
             self.pump(instance)
             self.flushInstances()
-        }
+        }.nonisolated()
     }
 
     /// A shadow started while the newest snapshot is more than ``freshSnapshotAfterInputs`` behind the head (after a
@@ -663,7 +667,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
                 instance.diskReadInFlight = true
                 let journal = self.journal
                 threadPool.runIfActive(eventLoop: loop) { try journal.read(from: next, maxCount: want) }
-                    .whenComplete { result in
+                    .assumeIsolated().whenComplete { result in
                         instance.diskReadInFlight = false
                         guard !instance.isDead, instance.sentSequence + 1 == next else { return }
                         switch result {
@@ -1039,9 +1043,10 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
     /// fails is retried with back-off, and the role is given up past the intensity limit.
     private func restartPrimary() {
         guard !stopping, !instances.primaryRestarts.givenUp else { return }
-        spawnInstance(binary: serviceBinary, role: .primary).flatMap { instance in
+        spawnInstance(binary: serviceBinary, role: .primary).assumeIsolated().flatMap { bound in
+            let instance = bound.value
             self.instances.setPrimary(instance)
-            return self.bootstrap(instance).map { instance.phase = .catchingUp }
+            return self.bootstrap(instance).assumeIsolated().map { instance.phase = .catchingUp }.nonisolated()
         }.whenComplete { result in
             switch result {
             case .success:

@@ -98,6 +98,7 @@ final class Snapshotter {
         let journal = self.journal
         let (loop, threadPool) = (self.loop, self.threadPool)
         let started = NIODeadline.now()
+        let sourceID = source.id
         // Loop-bound: the completion runs on the loop, checked by NIO's isolated future API (no Sendable escape).
         return source.request(.snapshotRequest(streamID: UInt32.random(in: 1...UInt32.max))).flatMap { reply -> EventLoopFuture<UInt64> in
             guard case .snapshotChunk(let chunk) = reply else {
@@ -111,7 +112,7 @@ final class Snapshotter {
                 guard checksum == chunk.checksum else {
                     throw SupervisorError(
                         .workerFailed,
-                        "the snapshot from instance \(source.id) failed its checksum (\(chunk.data.count) bytes); nothing was written")
+                        "the snapshot from instance \(sourceID) failed its checksum (\(chunk.data.count) bytes); nothing was written")
                 }
                 try journal.writeSnapshot(snapshot)
                 return chunk.sequence
@@ -135,6 +136,7 @@ final class Snapshotter {
         // Hashing and cutting a large snapshot takes milliseconds: done on the thread pool, never on the loop
         // that serves clients (a new shadow is restored while the primary serves).
         threadPool.runIfActive(eventLoop: loop) { Self.chunks(data, sequence: sequence, schemaVersion: schemaVersion) }
+            .assumeIsolated()
             .flatMap { chunks in
                 for chunk in chunks.dropLast() { instance.send(.snapshotChunk(chunk)) }
                 return instance.request(.snapshotChunk(chunks.last!))
@@ -145,6 +147,7 @@ final class Snapshotter {
                 }
                 return seq
             }
+            .nonisolated()
     }
 
     /// A snapshot cut into chunks of `chunkSize` (1 MiB); the last carries the checksum of the whole, and an empty

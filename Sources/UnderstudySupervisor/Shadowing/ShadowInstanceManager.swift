@@ -145,10 +145,10 @@ final class ShadowInstanceManager {
 
     // MARK: spawning
 
-    /// Starts a worker process; completes when its greeting was accepted.
+    /// Starts a worker process; completes when its greeting was accepted (with the instance, bound to `loop`).
     func spawn(
         binary: String, role: InstanceRole, arguments: [String]? = nil, environment: [String: String]? = nil
-    ) -> EventLoopFuture<WorkerInstance> {
+    ) -> EventLoopFuture<NIOLoopBound<WorkerInstance>> {
         let id = nextInstanceID
         nextInstanceID += 1
         return WorkerInstance.spawn(
@@ -226,7 +226,7 @@ final class ShadowInstanceManager {
         let binary = primary?.binary ?? serviceBinary
         spawn(binary: binary, role: .shadow, arguments: primary?.arguments, environment: primary?.environment)
             .assumeIsolated().flatMap { instance in
-            self.bootstrap(instance)
+            self.bootstrap(instance.value)
         }.whenFailure { error in
             switch self.shadowRestarts.died(at: .now()) {
             case .restart(let delay):

@@ -171,7 +171,8 @@ final class DeployRunner {
             environment: request.environment ?? [:]
         ).assumeIsolated().flatMapError { error in
             self.loop.makeFailedFuture(self.reject("the candidate did not start: \(error)"))
-        }.flatMapThrowing { candidate -> WorkerInstance in
+        }.flatMapThrowing { bound -> NIOLoopBound<WorkerInstance> in
+            let candidate = bound.value
             self.candidate = candidate
             self.end(id, "passed", "pid \(candidate.pid)")
             self.begin(id, "handshake")
@@ -189,8 +190,9 @@ final class DeployRunner {
                 throw self.reject("the candidate (schema \(hello.schemaVersion), migrates from \(hello.minimumMigratableSchema)) cannot read the primary's schema \(primaryHello.schemaVersion)")
             }
             self.end(id, "passed", "\(hello.service) \(hello.version), schema \(primaryHello.schemaVersion) → \(hello.schemaVersion)")
-            return candidate
-        }.flatMap { candidate in
+            return bound
+        }.flatMap { bound in
+            let candidate = bound.value
             self.begin(id, "snapshot")
             let source = self.pipeline.snapshotSource ?? primary
             return source.request(.snapshotRequest(streamID: UInt32.random(in: 1...UInt32.max))).assumeIsolated().flatMapError { e in
@@ -209,13 +211,15 @@ final class DeployRunner {
                     }.nonisolated()
             }.map { seq in
                 self.end(id, "passed", "restored at sequence \(seq)")
-                return (candidate, seq)
+                return (bound, seq)
             }.nonisolated()
-        }.flatMap { (candidate: WorkerInstance, seq: UInt64) in
+        }.flatMap { (bound: NIOLoopBound<WorkerInstance>, seq: UInt64) in
+            let candidate = bound.value
             self.begin(id, "catch_up")
             self.pipeline.addStandby(candidate, restoredAt: seq)
-            return self.waitForCatchUp(candidate).map { candidate }
-        }.flatMap { candidate in
+            return self.waitForCatchUp(candidate).map { bound }
+        }.flatMap { bound in
+            let candidate = bound.value
             self.end(id, "passed", "following live at sequence \(candidate.appliedSequence)")
             self.begin(id, "validation")
             return candidate.request(.validate).assumeIsolated().flatMapThrowing { reply in
@@ -224,13 +228,14 @@ final class DeployRunner {
                     throw self.reject("the validation suite failed: " + report.failures.map { "\($0.name): \($0.message)" }.joined(separator: "; "))
                 }
                 self.end(id, "passed", "\(report.casesRun) cases passed on a fork")
-                return candidate
+                return bound
             }.nonisolated()
-        }.flatMap { candidate in
+        }.flatMap { bound in
+            let candidate = bound.value
             guard let command = request.testCommand else {
                 self.begin(id, "test_command")
                 self.end(id, "skipped", "no --test-command")
-                return self.loop.makeSucceededFuture(candidate)
+                return self.loop.makeSucceededFuture(bound)
             }
             self.begin(id, "test_command", command)
             return ForkTestRunner(candidate: candidate, threadPool: self.threadPool, logger: self.logger)
@@ -239,18 +244,21 @@ final class DeployRunner {
                         throw self.reject("--test-command exited with status \(result.status): \(result.outputTail)")
                     }
                     self.end(id, "passed", "exit 0")
-                    return candidate
+                    return bound
                 }.nonisolated()
-        }.flatMap { candidate in
+        }.flatMap { bound in
+            let candidate = bound.value
             self.begin(id, "state_check")
             return self.stateCheck(candidate, primary: primary).assumeIsolated().map { detail in
                 self.end(id, detail.hasPrefix("skipped") ? "skipped" : "passed", detail)
-                return candidate
+                return bound
             }.nonisolated()
-        }.flatMap { candidate in
+        }.flatMap { bound in
+            let candidate = bound.value
             self.begin(id, "compare")
-            return self.compare(id, candidate, request).map { candidate }
-        }.flatMap { candidate -> EventLoopFuture<Void> in
+            return self.compare(id, candidate, request).map { bound }
+        }.flatMap { bound -> EventLoopFuture<Void> in
+            let candidate = bound.value
             if request.noSwap ?? false {
                 self.begin(id, "swap")
                 self.end(id, "skipped", "--no-swap: validated, candidate stopped")

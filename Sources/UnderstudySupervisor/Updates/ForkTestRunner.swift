@@ -24,13 +24,15 @@ struct ForkTestRunner {
         let loop = candidate.loop
         let forkID = UInt32.random(in: 1...UInt32.max)
         let candidate = self.candidate
+        // The test clients' channels live on the candidate's loop (the bootstrap's only one), where it is bound.
+        let bound = NIOLoopBound(candidate, eventLoop: loop)
         let threadPool = self.threadPool
-        return candidate.request(.forkCreate(forkID: forkID)).flatMap { _ in
+        return candidate.request(.forkCreate(forkID: forkID)).assumeIsolated().flatMap { _ in
             ServerBootstrap(group: loop)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPCommandDecoder()))
-                        try channel.pipeline.syncOperations.addHandler(ForkConnectionHandler(candidate: candidate, forkID: forkID))
+                        try channel.pipeline.syncOperations.addHandler(ForkConnectionHandler(candidate: bound.value, forkID: forkID))
                     }
                 }
                 .bind(host: "127.0.0.1", port: 0)
@@ -66,11 +68,11 @@ struct ForkTestRunner {
                 process.waitUntilExit()
                 let tail = String(decoding: output.suffix(2000), as: UTF8.self)
                 return Result(status: process.terminationStatus, outputTail: tail)
-            }.always { _ in
+            }.assumeIsolated().always { _ in
                 listener.close(promise: nil)
                 _ = candidate.request(.forkDrop(forkID: forkID))
-            }
-        }
+            }.nonisolated()
+        }.nonisolated()
     }
 }
 
