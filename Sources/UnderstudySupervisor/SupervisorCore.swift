@@ -87,8 +87,9 @@ public struct ProbationStatus: Codable, Sendable {
 }
 
 /// Everything that runs on the core event loop, wired together.
-// Safety of @unchecked Sendable: all mutable state lives on `loop`; callers from other threads
-// (the admin server, the lifecycle task) go through `loop.submit`/`flatSubmit`.
+///
+/// Not Sendable: the lifecycle task and the admin API hold a ``NIOLoopBound`` of it, made on its loop, and use it
+/// only inside closures they submit to that loop.
 package final class SupervisorCore {
     /// The loop everything in the core runs on.
     package let loop: any EventLoop
@@ -177,8 +178,10 @@ package final class SupervisorCore {
         self.deploys = DeployRunner(
             pipeline: pipeline, transfer: transfer, comparator: comparator, gate: UpdateGateConfiguration(),
             threadPool: threadPool, logger: logger)
-        self.prediction = PredictionAdvisor(logger: logger, hintSink: { [loop, pipeline] keys in
-            loop.execute { pipeline.sendPrefetch(keys) }
+        // The engine's thread hands hints to the loop, where the pipeline is bound (the core is made on its loop).
+        let boundPipeline = NIOLoopBound(pipeline, eventLoop: loop)
+        self.prediction = PredictionAdvisor(logger: logger, hintSink: { [loop] keys in
+            loop.execute { boundPipeline.value.sendPrefetch(keys) }
         })
         if configuration.admin != nil, let makeAdmin { self.admin = try makeAdmin(self) }
         if configuration.prediction {
@@ -304,8 +307,9 @@ package final class SupervisorCore {
         frontend?.shutdown()
         let closedTLS = tlsListener?.close() ?? loop.makeSucceededVoidFuture()
         tlsListener = nil
-        let pipeline = self.pipeline
-        return closed.recover { _ in }.and(closedTLS.recover { _ in }).flatMap { _ in pipeline.shutdown() }
+        return closed.recover { _ in }.and(closedTLS.recover { _ in }).assumeIsolated().flatMap { _ in
+            self.pipeline.shutdown()
+        }.nonisolated()
     }
 
     /// The admin API, to be stopped after the core (it is Sendable: stopping it is asynchronous, off the loop).

@@ -88,9 +88,9 @@ public struct PipelineConfiguration: Sendable {
 ///
 /// Confined to the core event loop: clients, workers, timers and admin calls all reach it there,
 /// so the hot path takes no locks and makes no actor hops.
-// Safety of @unchecked Sendable: every mutable property is touched only on `loop` (NIO handlers,
-// scheduled tasks and `loop.submit` from the admin side all run there).
-final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Sendable {
+/// Not Sendable, so the compiler keeps it there: the journal's writer thread, repeated tasks and the prediction
+/// engine reach it through a ``NIOLoopBound`` (which checks the loop), future chains through NIO's isolated API.
+final class RequestPipeline: WorkerInstanceOwner, RequestIntake {
     typealias Entry = InputLog.Entry
 
     struct HeldInput {
@@ -232,18 +232,21 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
     func start() -> EventLoopFuture<Void> {
         loop.preconditionInEventLoop()
         let loop = self.loop
+        // The journal's writer thread and NIO's repeated tasks reach the pipeline only through this reference, in
+        // closures that run on `loop` (it checks).
+        let pipeline = NIOLoopBound(self, eventLoop: loop)
         // A reply leaves only once its record is durable per the policy: `always`, fsynced; `everysec` and `no`,
         // written to the operating system (as Redis does), so a crash of the supervisor process loses nothing
         // acknowledged. Strong: the pipeline lives as long as the journal (a weak reference would slow every
         // retain of it).
         journal.onDurable { seq in
-            loop.execute { self.durabilityAdvanced(seq) }
+            loop.execute { pipeline.value.durabilityAdvanced(seq) }
         }
         // The request deadline holds during the recovery replay too: an input that hangs the service is
         // quarantined there as anywhere.
         let deadlineCheck = min(TimeAmount.milliseconds(50), configuration.requestDeadline)
         timers.append(loop.scheduleRepeatedTask(initialDelay: deadlineCheck, delay: deadlineCheck) { _ in
-            self.instances.checkRequestDeadline()
+            pipeline.value.instances.checkRequestDeadline()
         })
         return loadQuarantine().assumeIsolated().flatMap {
             self.spawnInstance(binary: self.serviceBinary, role: .primary)
@@ -270,12 +273,12 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
                 let started = NIODeadline.now()
                 // Progress of the recovery replay, once a second: position, rate and ETA.
                 let progress = self.loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-                    let done = (self.primary?.appliedSequence ?? from) &- from
+                    let done = (pipeline.value.primary?.appliedSequence ?? from) &- from
                     let total = target - from
                     let seconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
                     let rate = seconds > 0 ? Double(done) / seconds : 0
                     let eta = rate > 0 ? Double(total - min(done, total)) / rate : 0
-                    self.logger.info("replaying the journal: \(done)/\(total) records, \(Int(rate)) records/s, ETA \(Int(eta.rounded())) s")
+                    pipeline.value.logger.info("replaying the journal: \(done)/\(total) records, \(Int(rate)) records/s, ETA \(Int(eta.rounded())) s")
                 }
                 return self.waitForRecovery(target).always { _ in progress.cancel() }
             }.nonisolated()
@@ -299,7 +302,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
             }
             if stopping { return loop.makeFailedFuture(SupervisorError(.workerFailed, "the supervisor stopped during recovery")) }
             // A failover is starting the next primary: wait for it (or for the role to be given up, or a stop).
-            return nextPrimary().flatMap { self.waitForRecovery(target) }
+            return nextPrimary().assumeIsolated().flatMap { self.waitForRecovery(target) }.nonisolated()
         }
         return waitUntilApplied(primary, target, timeout: .minutes(30)).assumeIsolated().flatMapError { error in
             guard primary.isDead, !self.stopping, !self.instances.primaryRestarts.givenUp else { return self.loop.makeFailedFuture(error) }
@@ -359,7 +362,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
                 next = last.sequence + 1
             }
             return found
-        }.map { found in
+        }.assumeIsolated().map { found in
             for (record, command) in found where !self.quarantine.contains(record.sequence) {
                 self.quarantine.add(QuarantineEntry(
                     sequence: record.sequence, command: command, reason: record.reason, instance: 0, time: QuarantineLog.now()))
@@ -367,7 +370,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
             if !self.quarantine.entries.isEmpty {
                 self.logger.notice("quarantined inputs will be skipped", metadata: ["understudy.count": "\(self.quarantine.entries.count)"])
             }
-        }
+        }.nonisolated()
     }
 
     func spawnInstance(
@@ -714,7 +717,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        loop.execute { self.flushAll() }
+        loop.assumeIsolated().execute { self.flushAll() }
     }
 
     private func flushAll() {
@@ -965,7 +968,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
 
     /// Quarantines an input: a journal record made durable first; then the client's error reply, the
     /// observers, and `then` (the failover). From the moment the set holds it, every feed replaces it by a no-op.
-    func quarantineInput(_ seq: UInt64, reason: String, instance: WorkerInstance, then: @escaping @Sendable () -> Void) {
+    func quarantineInput(_ seq: UInt64, reason: String, instance: WorkerInstance, then: @escaping () -> Void) {
         let command: String
         if let i = log.index(of: seq) {
             command = commandClass(i)
@@ -993,7 +996,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
         let durable = followsJournal ? loop.makeSucceededVoidFuture() : nextSequence > recordSequence
             ? threadPool.runIfActive(eventLoop: loop) { try journal.sync(through: recordSequence) }
             : loop.makeFailedFuture(SupervisorError(.journal, "the quarantine record could not be journaled"))
-        durable.whenComplete { result in
+        durable.assumeIsolated().whenComplete { result in
             if case .failure(let error) = result {
                 // Nothing can be made durable any more; still, no instance is fed the input again in this run.
                 self.logger.critical("the quarantine record of input \(seq) is not durable: \(error)")
@@ -1022,7 +1025,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
             switch instances.primaryRestartDecision() {
             case .restart(let delay):
                 logger.warning("no shadow to fail over to; restarting the primary in \(delay.nanoseconds / 1_000_000) ms")
-                loop.scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
+                loop.assumeIsolated().scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
             case .giveUp(let count):
                 giveUpPrimary("\(count) restarts within \(instances.windowSeconds) s; last: \(reason)")
             }
@@ -1060,7 +1063,7 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
                 switch self.instances.primaryRestartDecision() {
                 case .restart(let delay):
                     self.logger.critical("could not restart the primary: \(error); retrying in \(delay.nanoseconds / 1_000_000) ms")
-                    self.loop.scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
+                    self.loop.assumeIsolated().scheduleTask(in: delay) { if self.primary == nil { self.restartPrimary() } }
                 case .giveUp(let count):
                     self.giveUpPrimary("\(count) failed restarts within \(self.instances.windowSeconds) s; last: \(error)")
                 }
@@ -1131,15 +1134,17 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
     // MARK: timers, health, snapshots
 
     private func startTimers() {
+        let pipeline = NIOLoopBound(self, eventLoop: loop)
         timers.append(loop.scheduleRepeatedTask(initialDelay: configuration.tickInterval, delay: configuration.tickInterval) { _ in
-            guard !self.intakePaused, self.primary != nil, !self.stopping, !self.followsJournal else { return }
-            self.submit(tag: InputTag.tick, payload: [], sink: nil)
+            let p = pipeline.value
+            guard !p.intakePaused, p.primary != nil, !p.stopping, !p.followsJournal else { return }
+            p.submit(tag: InputTag.tick, payload: [], sink: nil)
         })
         timers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .milliseconds(500)) { _ in
-            self.healthCheck()
+            pipeline.value.healthCheck()
         })
         timers.append(loop.scheduleRepeatedTask(initialDelay: configuration.snapshotInterval, delay: .seconds(1)) { _ in
-            self.scheduledSnapshot()
+            pipeline.value.scheduledSnapshot()
         })
     }
 
@@ -1244,20 +1249,20 @@ final class RequestPipeline: WorkerInstanceOwner, RequestIntake, @unchecked Send
         endPrimaryWaits()
         let drained: EventLoopFuture<Void>
         if let primary {
-            drained = waitUntilApplied(primary, lastSequence, timeout: .seconds(10)).flatMap {
+            drained = waitUntilApplied(primary, lastSequence, timeout: .seconds(10)).assumeIsolated().flatMap {
                 guard let target = self.failoverTarget else { return self.loop.makeSucceededVoidFuture() }
                 return self.waitUntilApplied(target, self.lastSequence, timeout: .seconds(10))
-            }
+            }.nonisolated()
         } else {
             drained = loop.makeSucceededVoidFuture()
         }
-        return drained.flatMap { () -> EventLoopFuture<Void> in
+        return drained.assumeIsolated().flatMap { () -> EventLoopFuture<Void> in
             guard self.lastSequence > self.lastSnapshotSequence, !self.followsJournal else { return self.loop.makeSucceededVoidFuture() }
             return self.takeSnapshot().map { _ in () }.recover { _ in () }
         }.recover { _ in () }.map {
             self.primary?.retire(reason: "supervisor shutting down")
             for s in self.standbys { s.retire(reason: "supervisor shutting down") }
             self.comparator.close()
-        }
+        }.nonisolated()
     }
 }
