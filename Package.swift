@@ -69,6 +69,11 @@ let package = Package(
                 "UnderstudyWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: [
+                // Confined to the core event loop like the request path (see UnderstudySupervisor): the connection
+                // handlers' class properties are read and written for every request.
+                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
             ]
         ),
         // The supervisor: sequencer, instances, shadowing, transfer, updates.

@@ -3,13 +3,17 @@
 # `understudy run` (fsync everysec, shadow on) back to back, on loopback, and the ratio.
 #
 # Usage: scripts/bench-vs-redis.sh            (builds release binaries first)
-# Environment: REQUESTS [200000], CLIENTS [50], TESTS [set,get,incr,lpush,lpop], PIPELINES ["1 16"]
+# Environment: REQUESTS [200000], CLIENTS [50], TESTS [set,get,incr,lpush,lpop], PIPELINES ["1 16"],
+#              BIN [the release build: set it to a directory holding `understudy` and `kv-v1` built from another
+#              commit to compare two builds back to back; nothing is built then]
 # Uses ../shared/tools/redis-load.sh when present (the workplace's instrument), else redis-benchmark directly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-swift build -c release --product understudy >/dev/null
-swift build -c release --product kv-v1 >/dev/null
-BIN=$(swift build -c release --show-bin-path)
+if [ -z "${BIN:-}" ]; then
+    swift build -c release --product understudy >/dev/null
+    swift build -c release --product kv-v1 >/dev/null
+    BIN=$(swift build -c release --show-bin-path)
+fi
 export REQUESTS=${REQUESTS:-200000} CLIENTS=${CLIENTS:-50} TESTS=${TESTS:-set,get,incr,lpush,lpop} PIPELINES=${PIPELINES:-1 16}
 LOAD=../shared/tools/redis-load.sh
 work=$(mktemp -d)
