@@ -49,7 +49,11 @@ public struct ServiceEngine<Service: UnderstudyService> {
         let response = service.handle(ServiceRequest(tag: r.tag, payload: r.payload), state: &state, context: &context)
         lastSequence = r.sequence
         lastTime = r.time
-        let (touched, written) = state.drainTouchedKeys()
+        var (touched, written) = state.drainTouchedKeys()
+        // Hints only: the first keys are reported (the supervisor keeps no more than these anyway).
+        let keys = UnderstudyLimits.maxReportedKeys
+        if touched.count > keys { touched.removeSubrange(keys...) }
+        if written.count > keys { written.removeSubrange(keys...) }
         return ApplyResult(
             sequence: r.sequence, response: context.isReplyDeferred ? [] : response, touched: touched,
             written: written, pending: context.isReplyDeferred, deferredReplies: context.deferredReplies)

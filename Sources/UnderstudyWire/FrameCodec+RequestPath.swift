@@ -92,8 +92,11 @@ extension UnsafeByteReader {
 
     /// Reads an `applied` body, with its optional tail when bytes remain after the written keys.
     mutating func readAppliedBody() throws(DecodingError) -> ApplyResult {
+        // The key lists are hints: at most ``UnderstudyLimits/maxReportedKeys`` of each are kept.
+        let keys = UnderstudyLimits.maxReportedKeys
         var result = ApplyResult(
-            sequence: try read(UInt64.self), response: try readBytes(), touched: try readList(), written: try readList())
+            sequence: try read(UInt64.self), response: try readBytes(), touched: try readList(keepingAtMost: keys),
+            written: try readList(keepingAtMost: keys))
         if !isAtEnd {
             result.pending = try readBool()
             // Every deferred reply takes at least nine bytes; the count is bounded by what is left.

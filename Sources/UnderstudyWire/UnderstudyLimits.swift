@@ -34,6 +34,13 @@ public enum UnderstudyLimits {
     /// than its RESP form (varint lengths are shorter than decimal ones with `$`, CR and LF), so every single
     /// command that fits the query buffer is journaled, unless its RESP form comes within 4 KiB of 1 GiB.
     public static let maxInputBytes = maxFrameBytes - frameHeaderSlack
+
+    /// The most keys a worker reports as touched, and as written, for one input: 65 536. The keys are hints (for
+    /// the prediction engine and a discrepancy's key list; state digests cover the state itself), so the SDK
+    /// reports the first ones only, and the supervisor keeps no more than these from any worker. Without the bound,
+    /// a faulty or hostile worker could make one 1 GiB frame of one-byte keys cost the supervisor tens of GiB of
+    /// arrays before anything failed.
+    public static let maxReportedKeys = 1 << 16
 }
 
 extension CommandCodec {

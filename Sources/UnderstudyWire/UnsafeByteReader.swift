@@ -106,6 +106,27 @@ public struct UnsafeByteReader {
         return Array(UnsafeRawBufferPointer(rebasing: bytes[offset..<(offset + count)]))
     }
 
+    /// Reads a list like ``readList()``, keeping at most `limit` elements: the rest are checked and skipped, so the
+    /// memory taken stays bounded by `limit` whatever the count (a one-byte element costs an array of its own).
+    /// - Throws: ``DecodingError`` for a count larger than the bytes left, or a bad element (skipped ones too).
+    public mutating func readList(keepingAtMost limit: Int) throws(DecodingError) -> [[UInt8]] {
+        let n = try readCount(limit: remaining)
+        var out: [[UInt8]] = []
+        out.reserveCapacity(Swift.min(n, limit))
+        for i in 0..<n {
+            if i < limit {
+                out.append(try readBytes())
+            } else {
+                let length = try readCount()
+                guard end - offset >= length else {
+                    throw DecodingError("unexpected end skipping \(length) bytes at offset \(offset)")
+                }
+                offset += length
+            }
+        }
+        return out
+    }
+
     /// Reads a varint count, then that many length-prefixed byte strings.
     /// - Throws: ``DecodingError`` for a count larger than the bytes left, or a bad element.
     public mutating func readList() throws(DecodingError) -> [[UInt8]] {

@@ -16,7 +16,7 @@ struct LedgerState: TrackedState {
     }
 }
 
-/// A small service for driving ``ServiceEngine`` in-process: INCR, GET, DEL, LABEL key text, RAND key.
+/// A small service for driving ``ServiceEngine`` in-process: INCR, GET, DEL, LABEL key text, RAND key, FILL count.
 struct LedgerService: UnderstudyService {
     static let name = "ledger"
     static let version = "1.0.0"
@@ -46,6 +46,11 @@ struct LedgerService: UnderstudyService {
         case ("LABEL", 3):
             state.labels.set(args[1], String(decoding: args[2], as: UTF8.self))
             return Array("+OK\r\n".utf8)
+        case ("FILL", 2):
+            // Sets counters k0 … k(count-1) to 1: one request that writes many keys.
+            let count = Int(String(decoding: args[1], as: UTF8.self)) ?? 0
+            for i in 0..<count { state.counters.set(Array("k\(i)".utf8), 1) }
+            return RequestStream.integer(Int64(count))
         case ("RAND", 2):
             let v = Int64(context.random.next() % 1000)
             state.counters.set(args[1], v)

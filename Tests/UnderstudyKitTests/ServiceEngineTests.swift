@@ -73,6 +73,21 @@ struct ServiceEngineTests {
         #expect(engine.lastTime == RequestStream.baseTime + 4 * 7)
     }
 
+    @Test("a request that writes more than 65 536 keys reports the first 65 536 of them, and every key is written")
+    func reportedKeysBounded() throws {
+        var engine = ServiceEngine(service: LedgerService())
+        let keep = UnderstudyLimits.maxReportedKeys
+        let results = try engine.applyAll([
+            RequestStream.apply(1, ["FILL", "\(keep + 5)"]),
+            RequestStream.apply(2, ["GET", "k\(keep + 4)"]),
+        ])
+        #expect(results[0].written.count == keep)
+        #expect(results[0].touched.count == keep)
+        #expect(results[0].written.first == Array("k0".utf8) && results[0].written.last == Array("k\(keep - 1)".utf8))
+        #expect(results[1].response == RequestStream.integer(1), "the keys past the reported ones are written too")
+        #expect(results[1].touched == [Array("k\(keep + 4)".utf8)], "the next request reports its own keys only")
+    }
+
     @Test("fork create, apply and drop leave the live state's digest unchanged")
     func forks() throws {
         var engine = ServiceEngine(service: LedgerService())

@@ -172,6 +172,38 @@ struct RequestPathCodecTests {
         Self.expectMalformed(seq + [0, 0, 0, 1], "a pending flag with no count")
     }
 
+    @Test("a worker's key lists are kept to their first 65 536 keys; the rest are checked and skipped")
+    func keyListsBounded() throws {
+        let keep = UnderstudyLimits.maxReportedKeys
+        let touched = (0..<(keep + 1000)).map { i in [UInt8(truncatingIfNeeded: i), UInt8(truncatingIfNeeded: i >> 8)] }
+        let written = (0..<3).map { [UInt8($0)] }
+        let full = ApplyResult(sequence: 7, response: Array("+OK\r\n".utf8), touched: touched, written: written)
+        let b = body(of: .applied(full))
+        guard case .applied(let viaCodec) = try FrameCodec.decode(type: 4, body: b) else {
+            Issue.record("not an applied message")
+            return
+        }
+        for decoded in [try decodeInPlace(b), viaCodec] as [ApplyResult?] {
+            #expect(decoded?.touched.count == keep)
+            #expect(decoded?.touched == Array(touched.prefix(keep)), "the first keys, in order")
+            #expect(decoded?.written == written, "the list after a cut one is read from the right place")
+            #expect(decoded?.response == full.response && decoded?.sequence == 7)
+        }
+        // The worst case for memory: two million empty keys (one byte each on the wire) become 65 536 arrays.
+        let seq: [UInt8] = Array(repeating: 1, count: 8)
+        var empties = seq + [0]
+        var count = ByteWriter()
+        count.writeVarint(2_000_000)
+        empties += count.bytes + Array(repeating: 0, count: 2_000_000) + [0]
+        #expect(try decodeInPlace(empties).touched.count == keep)
+        // A skipped key still has to fit the body.
+        var cut = seq + [0]
+        var n = ByteWriter()
+        n.writeVarint(UInt64(keep + 2))
+        cut += n.bytes + Array(repeating: 0, count: keep + 1) + [9, 1, 2]
+        Self.expectMalformed(cut, "a skipped key longer than the body")
+    }
+
     @Test("random and mutated applied bodies never trap, and both decoders agree on them")
     func fuzz() {
         var rng = TestRandom(seed: 0xA991)
