@@ -65,7 +65,7 @@ public struct DecodingError: Error, Sendable, CustomStringConvertible, Equatable
 }
 
 /// Reads what a ``ByteWriter`` wrote, checking bounds on every read.
-public struct ByteReader: Sendable {
+public struct ByteReader: ByteDecoding, Sendable {
     /// The whole input.
     public let bytes: [UInt8]
     /// The index of the next unread byte.
@@ -91,15 +91,6 @@ public struct ByteReader: Sendable {
         guard offset < end else { throw DecodingError("unexpected end reading a byte at offset \(offset)") }
         defer { offset += 1 }
         return bytes[offset]
-    }
-
-    /// Reads a `Bool` written as one byte.
-    public mutating func readBool() throws(DecodingError) -> Bool {
-        switch try readByte() {
-        case 0: return false
-        case 1: return true
-        case let b: throw DecodingError("invalid boolean byte \(b)")
-        }
     }
 
     /// Reads a little-endian fixed-width integer.
@@ -168,19 +159,6 @@ public struct ByteReader: Sendable {
         return value
     }
 
-    /// Reads a varint that must fit in `Int` and not exceed `limit`.
-    public mutating func readCount(limit: Int = Int(Int32.max)) throws(DecodingError) -> Int {
-        let v = try readVarint()
-        guard v <= UInt64(limit) else { throw DecodingError("count \(v) exceeds limit \(limit)") }
-        return Int(v)
-    }
-
-    /// Reads a varint-length-prefixed byte string.
-    public mutating func readBytes() throws(DecodingError) -> [UInt8] {
-        let count = try readCount()
-        return try readRaw(count)
-    }
-
     /// Reads exactly `count` bytes.
     public mutating func readRaw(_ count: Int) throws(DecodingError) -> [UInt8] {
         guard count >= 0, end - offset >= count else {
@@ -188,14 +166,5 @@ public struct ByteReader: Sendable {
         }
         defer { offset += count }
         return Array(bytes[offset..<(offset + count)])
-    }
-
-    /// Reads a varint-length-prefixed UTF-8 string.
-    public mutating func readString() throws(DecodingError) -> String {
-        let raw = try readBytes()
-        guard let s = String(validating: raw, as: UTF8.self) else {
-            throw DecodingError("invalid UTF-8 string")
-        }
-        return s
     }
 }

@@ -8,7 +8,7 @@
 ///
 /// The reader is valid only as long as the memory it reads: use it inside the closure that lent the pointer
 /// (`withUnsafeBytes`, `withUnsafeReadableBytes`) and never keep it.
-public struct UnsafeByteReader {
+public struct UnsafeByteReader: ByteDecoding {
     /// The memory read.
     public let bytes: UnsafeRawBufferPointer
     /// The offset of the next unread byte, from the start of ``bytes``.
@@ -43,16 +43,6 @@ public struct UnsafeByteReader {
         return bytes.load(fromByteOffset: offset, as: UInt8.self)
     }
 
-    /// Reads a `Bool` written as one byte.
-    /// - Throws: ``DecodingError`` at the end of the input, or for a byte other than 0 and 1.
-    public mutating func readBool() throws(DecodingError) -> Bool {
-        switch try readByte() {
-        case 0: return false
-        case 1: return true
-        case let b: throw DecodingError("invalid boolean byte \(b)")
-        }
-    }
-
     /// Reads a little-endian fixed-width integer.
     /// - Throws: ``DecodingError`` when fewer bytes than the integer's size remain.
     public mutating func read<T: FixedWidthInteger>(_: T.Type) throws(DecodingError) -> T {
@@ -76,21 +66,6 @@ public struct UnsafeByteReader {
             if byte & 0x80 == 0 { return result }
             shift += 7
         }
-    }
-
-    /// Reads a varint that must fit in `Int` and not exceed `limit`.
-    /// - Throws: ``DecodingError`` for a bad varint or one over the limit.
-    public mutating func readCount(limit: Int = Int(Int32.max)) throws(DecodingError) -> Int {
-        let v = try readVarint()
-        guard v <= UInt64(limit) else { throw DecodingError("count \(v) exceeds limit \(limit)") }
-        return Int(v)
-    }
-
-    /// Reads a varint-length-prefixed byte string, copied out once.
-    /// - Throws: ``DecodingError`` for a bad length or one beyond the input.
-    public mutating func readBytes() throws(DecodingError) -> [UInt8] {
-        let count = try readCount()
-        return try readRaw(count)
     }
 
     /// Reads exactly `count` bytes, copied out once (an empty array allocates nothing).
