@@ -171,7 +171,7 @@ let package = Package(
         ),
 
         .testTarget(name: "UnderstudyWireTests", dependencies: ["UnderstudyWire"]),
-        .testTarget(name: "UnderstudyKitTests", dependencies: ["UnderstudyKit", "UnderstudyWire"]),
+        .testTarget(name: "UnderstudyKitTests", dependencies: ["UnderstudyKit", "UnderstudyWire", "CUnderstudySystem"]),
         .testTarget(name: "UnderstudyJournalTests", dependencies: ["UnderstudyJournal"]),
         // Throwaway PostgreSQL clusters (initdb, pg_basebackup) for the tests of the PostgreSQL journal.
         .target(name: "PostgresTestSupport", path: "Tests/Support/PostgresTestSupport"),

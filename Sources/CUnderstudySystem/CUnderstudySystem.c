@@ -26,3 +26,23 @@ int understudy_set_parent_death_signal(int signal) {
     return -1;
 }
 #endif
+
+#if defined(__linux__)
+#include <errno.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int understudy_lower_current_thread_priority(int increment) {
+    id_t tid = (id_t)syscall(SYS_gettid);
+    errno = 0;
+    int current = getpriority(PRIO_PROCESS, tid);
+    if (current == -1 && errno != 0) return -1;
+    return setpriority(PRIO_PROCESS, tid, current + increment);
+}
+#else
+int understudy_lower_current_thread_priority(int increment) {
+    (void)increment;
+    return -1;
+}
+#endif

@@ -338,6 +338,9 @@ final class BackgroundSnapshot: Sendable {
     /// Runs `encode` on a new thread; its result is ready when ``wakeFD`` is readable.
     func start(_ encode: @escaping @Sendable () -> [UInt8]) {
         _ = startThread(detached: true) { [self] in
+            // Below the thread that applies inputs: where cores are scarce, a snapshot of a large state takes
+            // longer rather than delaying the inputs (a standby's catch-up inside a swap's pause, its lag).
+            _ = understudy_lower_current_thread_priority(10)
             let bytes = encode()
             frames.withLock { $0 = bytes }
             var one: UInt8 = 1

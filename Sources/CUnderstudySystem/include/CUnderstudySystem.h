@@ -10,4 +10,8 @@ int understudy_set_parent_death_signal(int signal);
 /// where the C library has no such call.
 int understudy_return_free_memory(void);
 
+/// Lowers the calling thread's scheduling priority by `increment` nice levels (Linux: per thread; a thread may always
+/// lower its own priority). Returns 0, or -1 where it cannot (other systems, or an error).
+int understudy_lower_current_thread_priority(int increment);
+
 #endif
