@@ -13,7 +13,7 @@ import UnderstudyWire
 package final class ConnectionEpoch {
     private var begun = false
     /// The command table of the last primary a connection asked about (kept for the moments without a primary).
-    package var lastCommands: CommandTable?
+    var lastCommands: CommandTable?
 
     /// Creates the marker of one supervisor process (or of one test's connection).
     package init() {}

@@ -62,7 +62,7 @@ package final class IntakeThrottle {
     }
 
     /// How many connections wait to be read.
-    package var heldConnections: Int { held.count }
+    var heldConnections: Int { held.count }
 
     fileprivate func hold(_ context: ChannelHandlerContext, _ connection: any ThrottledConnection) {
         held[ObjectIdentifier(connection)] = (context, connection)
