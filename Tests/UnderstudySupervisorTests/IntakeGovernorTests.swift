@@ -38,6 +38,24 @@ struct IntakeGovernorTests {
         #expect(meter.drainTime(backlog: UInt64.max) == 3_600_000 * Self.ms, "capped at an hour")
     }
 
+    @Test("single inputs at a steady pace, each applied at once, are not a busy worker (no rate, no projected lag)")
+    func tickPaceIsIdle() {
+        var meter = ApplyRateMeter()
+        // A tick every 100 ms: sequenced (backlog 1), applied 0.1 ms later (backlog 0) — as the supervisor sees an
+        // idle worker. Measured as busy throughout, this was 10 inputs/s and a 100 ms projection per queued input.
+        for tick in 0..<20 {
+            let t = Int64(tick) * 100 * Self.ms
+            meter.observe(nanoseconds: t, applied: UInt64(tick), backlog: 1)
+            meter.observe(nanoseconds: t + Self.ms / 10, applied: UInt64(tick + 1), backlog: 0)
+        }
+        #expect(meter.inputsPerSecond == nil)
+        #expect(meter.drainTime(backlog: 1) == 0)
+        // Real load afterwards is measured as before.
+        meter.observe(nanoseconds: 3000 * Self.ms, applied: 20, backlog: 800)
+        meter.observe(nanoseconds: 3010 * Self.ms, applied: 520, backlog: 900)
+        #expect(meter.inputsPerSecond == 50_000)
+    }
+
     @Test("levels: pipelines held above half the limit, closed only for the live standby above the limit, with hysteresis")
     func levels() {
         let limit = 100 * Self.ms

@@ -20,7 +20,10 @@ struct ApplyRateMeter: Sendable {
     /// Records that at `nanoseconds` (any monotonic clock) the worker had applied up to `applied` with `backlog`
     /// inputs still to apply.
     mutating func observe(nanoseconds now: Int64, applied: UInt64, backlog: UInt64) {
-        guard let last = lastTime else {
+        // Idle at any moment — even one closer to the last observation than the minimum interval — ends the busy
+        // interval. Otherwise single inputs at a steady pace (a tick every 100 ms, each applied at once) would look
+        // like a worker busy throughout at 10 inputs/s, and the first burst of load would project seconds of lag.
+        guard let last = lastTime, backlog > 0 else {
             (lastTime, lastApplied, hadBacklog) = (now, applied, backlog > 0)
             return
         }
