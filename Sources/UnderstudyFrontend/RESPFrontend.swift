@@ -11,7 +11,7 @@ package final class RESPFrontend: ClientFrontend {
     let limits: RESPLimits
     let access: AccessControl
     /// Where this supervisor process's connections begin in the journal, shared by every connection.
-    package let connections: ConnectionEpoch
+    let connections: ConnectionEpoch
     private var nextClientID: Int64 = 1
 
     /// Creates the front-end of one supervisor process.
