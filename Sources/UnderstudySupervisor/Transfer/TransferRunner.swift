@@ -229,19 +229,7 @@ final class TransferRunner {
         logger.info("swap starting", metadata: [
             "understudy.reason": "\(reason.rawValue)", "understudy.from": "\(primary.id)", "understudy.to": "\(target.id)",
         ])
-        // Before the pause, the target comes level with what is sequenced now, while clients are still served: the
-        // pause's catch-up then covers only what arrives in between. (A target that was descheduled for a moment
-        // used to spend those milliseconds catching up inside the pause.) Bounded: past the budget of a pause, the
-        // swap goes on and the pause's own catch-up, with its budget, decides.
-        let level = pipeline.lastSequence
-        pipeline.pump(target)
-        pipeline.flushInstances()
-        pipeline.waitUntilApplied(target, level, timeout: .milliseconds(max(configuration.pauseBudgetMillis, 1) * 10))
-            .assumeIsolated().whenComplete { _ in
-                guard let a = self.active, a.target === target else { return }
-                self.active!.stepStarted = .now()
-                self.send(.start)
-            }
+        send(.start)
         return promise.futureResult
     }
 
